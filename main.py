@@ -1,0 +1,45 @@
+"""Trains and evaluates one run: `python main.py --workdir=runs/base`.
+
+Every field of mnist_flax.config.Config is a flag of the same name; see
+`python main.py --helpfull` or README.md.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from mnist_flax import flagging
+from mnist_flax import train
+from mnist_flax.errors import UserError
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, '
+                               'metrics, results and plots.', required=True)
+_RESTART = flags.DEFINE_bool(
+    'restart', False, 'If --workdir holds a run of another config, move it '
+    'aside and start over instead of refusing.')
+flagging.define_config_flags()
+
+
+def _quiet_library_info(record) -> bool:
+  """Keeps orbax's per-save INFO lines out of the progress output."""
+  return record.levelno > logging.converter.STANDARD_INFO or (
+      '/orbax/' not in record.pathname)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.get_absl_handler().addFilter(_quiet_library_info)
+  try:
+    train.train_and_evaluate(flagging.config_from_flags(), _WORKDIR.value,
+                             restart=_RESTART.value)
+  except UserError as e:
+    logging.flush()
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,149 @@
+"""The run configuration: one frozen dataclass, the single source of every flag.
+
+main.py turns each field into an absl flag (help text and valid choices come from
+the field's metadata), so a new option is added here once and nowhere else.
+config.json in a workdir is `dataclasses.asdict(config)`.
+"""
+
+import dataclasses
+import json
+from typing import Any
+
+from mnist_flax.errors import ConfigError
+
+
+def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
+  return dataclasses.field(
+      default=default, metadata={'help': help_text, 'choices': choices})
+
+
+DATASETS = ('mnist', 'fashion_mnist', 'kmnist')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that determines a run's result (plus a few logging knobs)."""
+
+  # Data.
+  dataset: str = _field('mnist', 'tfds dataset name.', DATASETS)
+  data_dir: str = _field(
+      '', 'tfds data_dir where prepared datasets live. Empty: $TFDS_DATA_DIR '
+      'or tfds\'s default (~/tensorflow_datasets).')
+  manual_dir: str = _field(
+      '', 'Folder of already downloaded dataset files (offline or air-gapped '
+      'machines). tfds verifies their checksums as it does for downloads.')
+  verify_checksums: bool = _field(
+      True, 'Check --manual_dir files against the checksums tfds registers. '
+      'With --noverify_checksums the IDX files are parsed directly, so a '
+      'folder of your own IDX files can be trained on.')
+  train_examples: int = _field(
+      0, 'Train on the first N training examples (0: all).')
+  classes: str = _field(
+      '', 'Comma list of labels to keep, e.g. 0,1,2,3,4, relabelled 0..K-1 '
+      'in the given order (empty: all classes).')
+
+  # Model.
+  arch: str = _field('seed', 'Model name from mnist_flax.models.MODELS.')
+  conv_activation: str = _field(
+      'all', 'ReLU after every conv (all) or only after the first, as the '
+      'study lists it (first).', ('all', 'first'))
+  batchnorm: str = _field(
+      'head', 'BatchNorm after the Dense-64 ReLU (head), after every conv '
+      '(conv), or off (none).', ('head', 'conv', 'none'))
+  dropout: float = _field(0.2, 'Dropout rate before the last Dense layer.')
+  padding: str = _field('VALID', 'Conv padding.', ('VALID', 'SAME'))
+  width: float = _field(1.0, 'Multiplier on every conv and dense width.')
+  dtype: str = _field(
+      'float32', 'Compute dtype; params stay float32.',
+      ('float32', 'bfloat16'))
+
+  # Optimisation.
+  optimizer: str = _field('sgd', 'optax optimizer.', ('sgd',))
+  learning_rate: float = _field(0.05, 'Learning rate.')
+  batch_size: int = _field(16, 'Training batch size.')
+  epochs: int = _field(30, 'Number of passes over the training set.')
+  seed: int = _field(0, 'Seed for init, shuffling and dropout.')
+
+  # Evaluation and bookkeeping.
+  eval_batch_size: int = _field(1000, 'Batch size for test-set evaluation.')
+  checkpoints_to_keep: int = _field(
+      3, 'Latest checkpoints kept (the best one is kept as well).')
+  log_every_s: float = _field(
+      10.0, 'Seconds between progress lines inside an epoch.')
+
+  def validate(self) -> 'Config':
+    """Raises ConfigError naming the first bad value; returns self."""
+    for f in dataclasses.fields(self):
+      choices = f.metadata.get('choices')
+      value = getattr(self, f.name)
+      if choices and value not in choices:
+        raise ConfigError(
+            f'--{f.name}={value!r} is not valid; choose one of: '
+            + ', '.join(choices))
+    from mnist_flax import models  # Local import: models imports flax.
+    if self.arch not in models.MODELS:
+      raise ConfigError(
+          f'--arch={self.arch!r} is not valid; choose one of: '
+          + ', '.join(sorted(models.MODELS)))
+    for name in ('batch_size', 'epochs', 'eval_batch_size',
+                 'checkpoints_to_keep'):
+      if getattr(self, name) <= 0:
+        raise ConfigError(
+            f'--{name} must be a positive integer, got {getattr(self, name)}')
+    if self.train_examples < 0:
+      raise ConfigError('--train_examples must be >= 0 (0 means all)')
+    if not 0.0 <= self.dropout < 1.0:
+      raise ConfigError(f'--dropout must be in [0, 1), got {self.dropout}')
+    if self.learning_rate <= 0:
+      raise ConfigError(
+          f'--learning_rate must be positive, got {self.learning_rate}')
+    if self.width <= 0:
+      raise ConfigError(f'--width must be positive, got {self.width}')
+    self.class_list()  # Raises on a malformed --classes.
+    return self
+
+  def class_list(self) -> tuple[int, ...] | None:
+    """The --classes subset as ints, or None for all classes."""
+    if not self.classes:
+      return None
+    try:
+      labels = tuple(int(c) for c in self.classes.split(','))
+    except ValueError:
+      raise ConfigError(
+          f'--classes={self.classes!r} must be a comma list of integer labels'
+      ) from None
+    if len(set(labels)) != len(labels) or len(labels) < 2:
+      raise ConfigError(
+          f'--classes={self.classes!r} needs at least two distinct labels')
+    if any(not 0 <= c < 10 for c in labels):
+      raise ConfigError(f'--classes={self.classes!r}: labels must be 0..9')
+    return labels
+
+  @property
+  def num_classes(self) -> int:
+    labels = self.class_list()
+    return len(labels) if labels else 10
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> 'Config':
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+      raise ConfigError(f'unknown config keys: {", ".join(unknown)}')
+    return cls(**d)
+
+
+# Fields that may differ between a run and its resumption without changing
+# any result: where the data lives and how often progress is printed.
+NON_SEMANTIC_FIELDS = frozenset(
+    {'data_dir', 'manual_dir', 'verify_checksums', 'log_every_s'})
+
+
+def semantic_diff(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:
+  """Fields whose values differ in a way that changes the run's result."""
+  da, db = dataclasses.asdict(a), dataclasses.asdict(b)
+  return {k: (da[k], db[k]) for k in da
+          if k not in NON_SEMANTIC_FIELDS and da[k] != db[k]}

@@ -1,0 +1,176 @@
+"""The data path: tfds prepares a dataset once, and each split is loaded whole.
+
+MNIST-sized datasets fit in memory many times over, so a split is one uint8
+array (N, 28, 28, 1) plus int32 labels. The training loop puts them on the device
+once and normalises there; nothing is streamed per step.
+
+Offline machines pass `manual_dir`, a folder holding the four canonical IDX
+files. Their names and SHA-256 sums come from tfds's own registry, and tfds
+verifies them again while preparing, exactly as for a download.
+"""
+
+import dataclasses
+import hashlib
+import os
+
+import jax
+import numpy as np
+
+from mnist_flax import idx
+from mnist_flax.errors import DataError
+
+IDX_FILES = {
+    'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+    'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
+}
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  train_images: np.ndarray  # (N, 28, 28, 1) uint8
+  train_labels: np.ndarray  # (N,) int32
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  class_names: tuple[str, ...] = dataclasses.field(metadata={'static': True})
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def load(config) -> Dataset:
+  """Loads config.dataset as arrays, applying --classes and --train_examples."""
+  if config.manual_dir and not config.verify_checksums:
+    ds = load_idx_folder(config.manual_dir)
+  else:
+    if config.manual_dir:
+      check_manual_dir(config.dataset, config.manual_dir)
+    ds = load_tfds(config.dataset, config.data_dir or None,
+                   config.manual_dir or None)
+  ds = select_classes(ds, config.class_list())
+  if config.train_examples:
+    if config.train_examples > len(ds.train_labels):
+      raise DataError(
+          f'--train_examples={config.train_examples} but {config.dataset} '
+          f'has only {len(ds.train_labels)} training examples')
+    ds = dataclasses.replace(
+        ds, train_images=ds.train_images[:config.train_examples],
+        train_labels=ds.train_labels[:config.train_examples])
+  return ds
+
+
+def registered_files(name: str) -> dict[str, str]:
+  """File name -> SHA-256 that tfds registers for dataset `name`."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder_cls = tfds.builder_cls(name)
+  return {info.filename: info.checksum
+          for info in builder_cls.url_infos.values()}
+
+
+def sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def check_manual_dir(name: str, manual_dir: str) -> None:
+  """One-line DataError for a missing folder, missing file or bad checksum."""
+  if not os.path.isdir(manual_dir):
+    raise DataError(f'--manual_dir={manual_dir}: no such folder')
+  for filename, want in sorted(registered_files(name).items()):
+    path = os.path.join(manual_dir, filename)
+    if not os.path.isfile(path):
+      raise DataError(f'{path}: missing (tfds {name} needs {filename})')
+    got = sha256(path)
+    if got != want:
+      raise DataError(
+          f'{path}: checksum mismatch (sha256 {got[:16]}..., tfds registers '
+          f'{want[:16]}... for {name}); the file is corrupt or not {name}')
+
+
+def _hide_gpus_from_tensorflow() -> None:
+  """tfds needs TensorFlow to prepare data; keep TF off the accelerators."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:
+    pass  # TF was already initialised (e.g. in tests); it stays as it was.
+
+
+def load_tfds(name: str, data_dir: str | None,
+              manual_dir: str | None) -> Dataset:
+  """Prepares (once) and loads both splits of a tfds dataset."""
+  _hide_gpus_from_tensorflow()
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(name, data_dir=data_dir)
+  try:
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  except tfds.download.NonMatchingChecksumError as e:
+    raise DataError(f'{name}: {str(e).splitlines()[0]}') from None
+  except Exception as e:  # pylint: disable=broad-except
+    # Offline without --manual_dir, or an unreadable data_dir.
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(
+        f'could not prepare tfds {name} in {builder.data_dir}: {first}. '
+        'Offline? Pass --manual_dir=FOLDER holding the four IDX .gz files.'
+    ) from None
+  arrays = {}
+  for split in ('train', 'test'):
+    try:
+      # Big batches, not batch_size=-1, which aborts under tfds's mock_data.
+      batches = list(tfds.as_numpy(
+          builder.as_dataset(split=split, batch_size=10_000)))
+    except Exception as e:  # pylint: disable=broad-except
+      raise DataError(f'{name}: cannot load split {split!r}: {e}') from None
+    arrays[split] = (
+        np.concatenate([b['image'] for b in batches]).astype(np.uint8),
+        np.concatenate([b['label'] for b in batches]).astype(np.int32))
+  names = tuple(builder.info.features['label'].names)
+  return Dataset(*arrays['train'], *arrays['test'], class_names=names)
+
+
+def load_idx_folder(folder: str) -> Dataset:
+  """Loads a folder of IDX files directly, validating each one strictly."""
+  if not os.path.isdir(folder):
+    raise DataError(f'--manual_dir={folder}: no such folder')
+  arrays = {}
+  for split, (images_file, labels_file) in IDX_FILES.items():
+    images = idx.read_idx(os.path.join(folder, images_file))
+    labels = idx.read_idx(os.path.join(folder, labels_file))
+    if images.ndim != 3 or labels.ndim != 1:
+      raise DataError(
+          f'{os.path.join(folder, images_file)}: want images (N, H, W) and '
+          f'labels (N,), got {images.shape} and {labels.shape}')
+    if len(images) != len(labels):
+      raise DataError(
+          f'{os.path.join(folder, labels_file)}: {len(labels)} labels for '
+          f'{len(images)} images')
+    if labels.size and labels.max() > 9:
+      raise DataError(
+          f'{os.path.join(folder, labels_file)}: label {labels.max()} > 9')
+    arrays[split] = (images[..., None].copy(), labels.astype(np.int32))
+  if arrays['train'][0].shape[1:] != arrays['test'][0].shape[1:]:
+    raise DataError(f'{folder}: train and test images differ in size')
+  return Dataset(*arrays['train'], *arrays['test'],
+                 class_names=tuple(str(i) for i in range(10)))
+
+
+def select_classes(ds: Dataset, classes: tuple[int, ...] | None) -> Dataset:
+  """Keeps only `classes`, relabelled 0..K-1 in the given order."""
+  if classes is None:
+    return ds
+  lut = np.full(max(ds.num_classes, max(classes) + 1), -1, np.int32)
+  lut[list(classes)] = np.arange(len(classes), dtype=np.int32)
+
+  def subset(images, labels):
+    keep = lut[labels] >= 0
+    return images[keep], lut[labels[keep]]
+
+  return Dataset(*subset(ds.train_images, ds.train_labels),
+                 *subset(ds.test_images, ds.test_labels),
+                 class_names=tuple(ds.class_names[c] for c in classes))

@@ -1,0 +1,29 @@
+"""absl flags generated from the Config dataclass, so each option is declared once."""
+
+import dataclasses
+
+from absl import flags
+
+from mnist_flax.config import Config
+from mnist_flax.errors import ConfigError
+
+_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+           float: flags.DEFINE_float, str: flags.DEFINE_string}
+
+
+def define_config_flags(flag_values=flags.FLAGS) -> None:
+  """Defines one flag per Config field, with its default and help text."""
+  for f in dataclasses.fields(Config):
+    help_text = f.metadata['help']
+    if f.metadata.get('choices'):
+      help_text += ' One of: ' + ', '.join(f.metadata['choices']) + '.'
+    _DEFINE[f.type](f.name, f.default, help_text, flag_values=flag_values)
+
+
+def config_from_flags(flag_values=flags.FLAGS) -> Config:
+  """The Config the parsed flags describe, validated."""
+  values = {f.name: flag_values[f.name].value for f in dataclasses.fields(Config)}
+  try:
+    return Config(**values).validate()
+  except TypeError as e:
+    raise ConfigError(str(e)) from None

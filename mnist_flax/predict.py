@@ -1,0 +1,233 @@
+"""Inference from a finished (or running) workdir, as an API and a CLI.
+
+    from mnist_flax.predict import Predictor
+    p = Predictor.from_workdir("runs/base")
+    probs = p.predict_proba(images)   # uint8 [N, 28, 28] -> float [N, classes]
+
+    python -m mnist_flax.predict --workdir=runs/base digit.png photo.jpg
+
+The CLI converts any PNG or JPEG the way MNIST was made: grayscale, white ink on
+black, the ink's bounding box fitted in 20x20, then placed in 28x28 so that its
+centre of mass is at the centre.
+"""
+
+import functools
+import json
+import os
+import sys
+import warnings
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnist_flax import checkpointing
+from mnist_flax import models
+from mnist_flax import train
+from mnist_flax.config import Config
+from mnist_flax.errors import CheckpointError
+from mnist_flax.errors import UserError
+
+IMAGE_SHAPE = (28, 28)
+MAX_IMAGE_PIXELS = 64_000_000  # Larger files are refused as decompression bombs.
+MAX_FILE_BYTES = 64 << 20
+
+
+class ImageError(UserError):
+  """An image file that cannot be classified."""
+
+
+class Predictor:
+  """A trained model restored from a workdir's checkpoint."""
+
+  def __init__(self, model, variables, class_names, batch_size: int = 1000):
+    self.model = model
+    self.variables = variables
+    self.class_names = tuple(class_names)
+    self.batch_size = batch_size
+
+  @classmethod
+  def from_workdir(cls, workdir: str, checkpoint: str = 'latest'):
+    """Loads the latest (or 'best', or an epoch number's) checkpoint."""
+    config_path = os.path.join(workdir, 'config.json')
+    try:
+      with open(config_path) as f:
+        config = Config.from_dict(json.load(f))
+    except FileNotFoundError:
+      raise CheckpointError(f'{config_path}: not found; is {workdir} a '
+                            'run directory?') from None
+    except (ValueError, TypeError) as e:
+      raise CheckpointError(f'{config_path}: unreadable ({e})') from None
+    results_path = os.path.join(workdir, 'results.json')
+    class_names = [str(i) for i in range(config.num_classes)]
+    if os.path.exists(results_path):
+      with open(results_path) as f:
+        class_names = json.load(f).get('class_names', class_names)
+    model = models.create_model(config, len(class_names))
+    target = train.create_train_state(config, model, jax.random.PRNGKey(0),
+                                      (*IMAGE_SHAPE, 1))
+    ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
+    try:
+      if checkpoint == 'latest':
+        restored = ckpt.restore_latest(target)
+        if restored is None:
+          raise CheckpointError(f'{workdir}: no checkpoint yet')
+        state = restored[1]
+      else:
+        epoch = ckpt.best_epoch() if checkpoint == 'best' else int(checkpoint)
+        if epoch not in ckpt.epochs():
+          raise CheckpointError(f'{workdir}: no checkpoint {checkpoint!r} '
+                                f'(have epochs {ckpt.epochs()})')
+        state, _ = ckpt.restore(epoch, target)
+    finally:
+      ckpt.close()
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    return cls(model, variables, class_names)
+
+  @functools.cached_property
+  def _proba(self):
+    @jax.jit
+    def proba(variables, images):
+      logits = self.model.apply(variables, train.normalize(images), train=False)
+      return jax.nn.softmax(logits)
+    return proba
+
+  def predict_proba(self, images: np.ndarray) -> np.ndarray:
+    """uint8 [N, 28, 28] (white digit on black) -> probabilities [N, classes]."""
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+      images = images[..., 0]
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+      raise ValueError(f'images must be [N, 28, 28], got {images.shape}')
+    if images.dtype != np.uint8:
+      raise ValueError(f'images must be uint8 in [0, 255], got {images.dtype}')
+    out = []
+    for start in range(0, len(images), self.batch_size):
+      batch = images[start:start + self.batch_size]
+      pad = self.batch_size - len(batch) if len(images) > self.batch_size else 0
+      batch = np.pad(batch, [(0, pad), (0, 0), (0, 0)])[..., None]
+      out.append(np.asarray(self._proba(self.variables, jnp.asarray(batch)))
+                 [:self.batch_size - pad])
+    if not out:
+      return np.zeros((0, len(self.class_names)), np.float32)
+    return np.concatenate(out)
+
+  def predict(self, images: np.ndarray) -> np.ndarray:
+    return self.predict_proba(images).argmax(-1)
+
+
+def _to_grayscale(img) -> np.ndarray:
+  """Any PIL mode -> float32 [H, W] in [0, 255], transparency as white."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  if img.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):
+    a = np.asarray(img, np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+  if img.mode in ('RGBA', 'LA', 'PA') or (
+      img.mode == 'P' and 'transparency' in img.info):
+    rgba = img.convert('RGBA')
+    background = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+    img = Image.alpha_composite(background, rgba)
+  return np.asarray(img.convert('L'), np.float32)
+
+
+def mnist_like(gray: np.ndarray) -> np.ndarray:
+  """[H, W] grayscale (either polarity) -> uint8 [28, 28] the MNIST way."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+  if np.median(border) > 127:  # Dark ink on a light background.
+    gray, border = 255.0 - gray, 255.0 - border
+  gray = np.clip(gray - np.median(border), 0, 255)  # Background to black.
+  if gray.max() < 32:
+    raise ImageError('no digit found: the image is blank or has no contrast')
+  rows = np.flatnonzero(gray.max(axis=1) > 0.2 * gray.max())
+  cols = np.flatnonzero(gray.max(axis=0) > 0.2 * gray.max())
+  crop = gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+  ch, cw = crop.shape
+  scale = 20.0 / max(ch, cw)
+  size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
+  small = np.asarray(Image.fromarray(crop.astype(np.float32), mode='F')
+                     .resize(size, Image.Resampling.LANCZOS))
+  small = np.clip(small, 0, 255) * (255.0 / max(small.max(), 1e-6))
+  canvas = np.zeros(IMAGE_SHAPE, np.float32)
+  ys, xs = np.indices(small.shape)
+  mass = small.sum()
+  cy, cx = (ys * small).sum() / mass, (xs * small).sum() / mass
+  top = int(np.clip(round(14 - cy), 0, 28 - small.shape[0]))
+  left = int(np.clip(round(14 - cx), 0, 28 - small.shape[1]))
+  canvas[top:top + small.shape[0], left:left + small.shape[1]] = small
+  return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+def load_image(path: str) -> np.ndarray:
+  """Reads an image file and converts it MNIST-style; ImageError if bad."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    size = os.path.getsize(path)
+  except OSError as e:
+    raise ImageError(f'{path}: {e.strerror}') from None
+  if size == 0:
+    raise ImageError(f'{path}: empty file')
+  if size > MAX_FILE_BYTES:
+    raise ImageError(f'{path}: {size} bytes, over the {MAX_FILE_BYTES} limit')
+  Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('error', Image.DecompressionBombWarning)
+      with Image.open(path) as img:
+        if img.width * img.height > MAX_IMAGE_PIXELS:
+          raise ImageError(f'{path}: {img.width}x{img.height} pixels is over '
+                           f'the {MAX_IMAGE_PIXELS} limit')
+        img.load()
+        gray = _to_grayscale(img)
+  except ImageError:
+    raise
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise ImageError(f'{path}: refused as a decompression bomb ({e})') from None
+  except Image.UnidentifiedImageError:
+    raise ImageError(f'{path}: not an image PIL can read') from None
+  except (OSError, ValueError, SyntaxError, MemoryError) as e:
+    raise ImageError(f'{path}: cannot decode ({type(e).__name__}: {e})') from None
+  if gray.ndim != 2 or min(gray.shape) < 1:
+    raise ImageError(f'{path}: unsupported image shape {gray.shape}')
+  try:
+    return mnist_like(gray)
+  except ImageError as e:
+    raise ImageError(f'{path}: {e}') from None
+
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory to load.')
+_CHECKPOINT = flags.DEFINE_string(
+    'checkpoint', 'latest', "'latest', 'best' or an epoch number.")
+
+
+def main(argv) -> int:
+  paths = argv[1:]
+  if not _WORKDIR.value or not paths:
+    print('usage: python -m mnist_flax.predict --workdir=RUN IMAGE [IMAGE ...]',
+          file=sys.stderr)
+    return 2
+  try:
+    predictor = Predictor.from_workdir(_WORKDIR.value, _CHECKPOINT.value)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return e.exit_code
+  failed = 0
+  for path in paths:
+    try:
+      image = load_image(path)
+    except ImageError as e:
+      print(f'error: {e}', file=sys.stderr)
+      failed += 1
+      continue
+    probs = predictor.predict_proba(image[None])[0]
+    label = int(probs.argmax())
+    print(f'{path}\t{predictor.class_names[label]}\t{probs[label]:.4f}',
+          flush=True)
+  return 2 if failed else 0
+
+
+if __name__ == '__main__':
+  app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,77 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mnist_flax import models
+from mnist_flax.config import Config
+
+
+def _init(config, num_classes=10):
+  model = models.create_model(config, num_classes)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)),
+                         train=False)
+  return model, variables
+
+
+def _count(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def test_seed_parameter_counts_match_the_study():
+  _, variables = _init(Config())
+  assert _count(variables['params']) == 2_388_042
+  assert _count(variables['batch_stats']) == 128
+  params = variables['params']
+  assert params['conv1']['kernel'].shape == (3, 3, 1, 32)
+  assert params['conv5']['kernel'].shape == (3, 3, 256, 512)
+  # VALID convs leave 5x5x512 = 12,800 features before Flatten.
+  assert params['dense1']['kernel'].shape == (12_800, 64)
+  assert params['head']['kernel'].shape == (64, 10)
+
+
+@pytest.mark.parametrize('overrides', [
+    dict(conv_activation='first'),
+    dict(batchnorm='none'),
+    dict(batchnorm='conv'),
+    dict(padding='SAME'),
+    dict(width=0.5),
+    dict(dropout=0.0),
+    dict(dtype='bfloat16'),
+])
+def test_variants_give_logits_of_the_right_shape(overrides):
+  model, variables = _init(Config(**overrides), num_classes=7)
+  x = jnp.ones((3, 28, 28, 1))
+  logits, _ = model.apply(variables, x, train=True, mutable=['batch_stats'],
+                          rngs={'dropout': jax.random.PRNGKey(1)})
+  assert logits.shape == (3, 7)
+  assert logits.dtype == jnp.float32
+
+
+def test_variants_change_what_they_say():
+  _, no_bn = _init(Config(batchnorm='none'))
+  assert 'batch_stats' not in no_bn
+  assert _count(no_bn['params']) == 2_388_042 - 128
+  _, conv_bn = _init(Config(batchnorm='conv'))
+  assert _count(conv_bn['batch_stats']) == 2 * (32 + 64 + 128 + 256 + 512)
+  _, same = _init(Config(padding='SAME'))
+  assert same['params']['dense1']['kernel'].shape == (14 * 14 * 512, 64)
+
+
+def test_first_only_activation_differs_from_all():
+  x = jax.random.uniform(jax.random.PRNGKey(3), (4, 28, 28, 1))
+  model_all, variables = _init(Config(conv_activation='all'))
+  model_first, _ = _init(Config(conv_activation='first'))
+  out_all = model_all.apply(variables, x, train=False)
+  out_first = model_first.apply(variables, x, train=False)
+  assert not np.allclose(out_all, out_first)
+
+
+def test_dropout_is_active_only_in_training():
+  model, variables = _init(Config(batchnorm='none', dropout=0.5))
+  x = jax.random.uniform(jax.random.PRNGKey(3), (4, 28, 28, 1))
+  a = model.apply(variables, x, train=False)
+  b = model.apply(variables, x, train=False)
+  np.testing.assert_array_equal(a, b)
+  c = model.apply(variables, x, train=True, rngs={'dropout': jax.random.PRNGKey(4)})
+  assert not np.allclose(a, c)

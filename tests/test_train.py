@@ -1,0 +1,135 @@
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import synthetic_digits, tiny_config
+from mnist_flax import checkpointing
+from mnist_flax import models
+from mnist_flax import train
+from mnist_flax.config import Config
+from mnist_flax.errors import CheckpointError
+from mnist_flax.errors import DivergenceError
+
+
+def _state(config=Config(), num_classes=10, seed=0):
+  model = models.create_model(config, num_classes)
+  return train.create_train_state(config, model, jax.random.PRNGKey(seed),
+                                  (28, 28, 1))
+
+
+def test_train_step_lowers_the_loss_on_a_fixed_batch():
+  images, labels = synthetic_digits(16, seed=0)
+  x, y = jnp.asarray(images[..., None]), jnp.asarray(labels.astype(np.int32))
+  state = _state()
+  step = jax.jit(train.train_step)
+  state, first = step(state, x, y)
+  for _ in range(10):
+    state, last = step(state, x, y)
+  assert float(last['loss']) < 0.5 * float(first['loss'])
+  assert int(state.step) == 11
+
+
+def test_evaluate_counts_a_hand_made_case_exactly():
+  # 5 examples, batch 2: the last batch is padded and the padding ignored.
+  labels = jnp.array([0, 1, 2, 1, 0], jnp.int32)
+  preds = np.array([0, 1, 1, 1, 2])  # 3 of 5 right.
+  logits = jnp.asarray(np.eye(3)[preds] * 5.0, jnp.float32)
+  images = jnp.arange(5, dtype=jnp.uint8)[:, None, None, None] * jnp.ones(
+      (5, 28, 28, 1), jnp.uint8)
+
+  def apply_fn(variables, x, train):  # Image i (normalised) -> logits[i].
+    del variables, train
+    return logits[jnp.round(x[:, 0, 0, 0] * 255).astype(jnp.int32)]
+
+  state = _state().replace(apply_fn=apply_fn)
+  result = train.evaluate(state, images, labels, batch_size=2)
+  assert result.accuracy == pytest.approx(0.6)
+  np.testing.assert_array_equal(result.preds, preds)
+  want_loss = np.mean([
+      -jax.nn.log_softmax(logits[i])[labels[i]] for i in range(5)])
+  assert result.loss == pytest.approx(float(want_loss), rel=1e-5)
+
+
+def test_whole_loop_under_tfds_mock_data(tmp_path):
+  config = Config(epochs=1, batch_size=8, eval_batch_size=8, log_every_s=1e3)
+  with tfds.testing.mock_data(num_examples=24):
+    results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['num_test_examples'] == 24
+  assert 0.0 <= results['final_test_accuracy'] <= 1.0
+  rows = [json.loads(l) for l in (tmp_path / 'run' / 'metrics.jsonl').open()]
+  assert [r['epoch'] for r in rows] == [1]
+
+
+def _final_params(workdir, config):
+  state = _state(config)
+  ckpt = checkpointing.Checkpointer(str(workdir))
+  epoch, state, history = ckpt.restore_latest(state)
+  ckpt.close()
+  return epoch, state, history
+
+
+_TIMING = ('seconds', 'train_images_per_s')
+
+
+def _without_timing(history):
+  return [{k: v for k, v in r.items() if k not in _TIMING} for r in history]
+
+
+def test_resume_from_an_earlier_checkpoint_is_bitwise_identical(
+    tmp_path, idx_folder):
+  config = tiny_config(idx_folder, epochs=3)
+  full = tmp_path / 'full'
+  train.train_and_evaluate(config, str(full))
+
+  # Make a run that was interrupted after epoch 2: drop epoch 3's checkpoint.
+  resumed = tmp_path / 'resumed'
+  shutil.copytree(full, resumed)
+  shutil.rmtree(resumed / 'checkpoints' / '3')
+  (resumed / 'results.json').unlink()
+  train.train_and_evaluate(config, str(resumed))
+
+  e1, s1, h1 = _final_params(full, config)
+  e2, s2, h2 = _final_params(resumed, config)
+  assert e1 == e2 == 3
+  for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert _without_timing(h1) == _without_timing(h2)
+  rows = [json.loads(l) for l in (resumed / 'metrics.jsonl').open()]
+  assert _without_timing(rows) == _without_timing(h1)
+  r1 = json.loads((full / 'results.json').read_text())
+  r2 = json.loads((resumed / 'results.json').read_text())
+  assert r1['confusion_matrix'] == r2['confusion_matrix']
+
+
+def test_rerunning_a_finished_run_trains_nothing_more(tmp_path, idx_folder):
+  config = tiny_config(idx_folder, epochs=1)
+  first = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  again = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert again['final_test_accuracy'] == first['final_test_accuracy']
+  assert again['epochs'] == 1
+
+
+def test_a_different_config_is_refused_unless_restart(tmp_path, idx_folder):
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(tiny_config(idx_folder, epochs=1), workdir)
+  with pytest.raises(CheckpointError, match=r'learning_rate: 0.05 -> 0.1'):
+    train.train_and_evaluate(
+        tiny_config(idx_folder, epochs=1, learning_rate=0.1), workdir)
+  res = train.train_and_evaluate(
+      tiny_config(idx_folder, epochs=1, learning_rate=0.1), workdir,
+      restart=True)
+  assert res['epochs'] == 1
+  assert list(tmp_path.glob('run.old-*/metrics.jsonl'))  # Moved, not lost.
+
+
+def test_divergence_stops_with_epoch_and_step(tmp_path, idx_folder):
+  with pytest.raises(DivergenceError, match=r'at epoch 1, step \d+'):
+    train.train_and_evaluate(
+        tiny_config(idx_folder, epochs=2, learning_rate=1e6, batchnorm='none'),
+        str(tmp_path / 'run'))
+  assert not list((tmp_path / 'run' / 'checkpoints').glob('[0-9]*'))
