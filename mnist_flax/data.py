@@ -80,10 +80,13 @@ def check_manual_dir(name: str, manual_dir: str) -> None:
   """One-line DataError for a missing folder, missing file or bad checksum."""
   if not os.path.isdir(manual_dir):
     raise DataError(f'--manual_dir={manual_dir}: no such folder')
-  for filename, want in sorted(registered_files(name).items()):
+  files = sorted(registered_files(name).items())
+  for filename, _ in files:  # Every missing file before any checksum.
     path = os.path.join(manual_dir, filename)
     if not os.path.isfile(path):
       raise DataError(f'{path}: missing (tfds {name} needs {filename})')
+  for filename, want in files:
+    path = os.path.join(manual_dir, filename)
     got = sha256(path)
     if got != want:
       raise DataError(

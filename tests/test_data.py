@@ -1,0 +1,124 @@
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import SHARED_MNIST, synthetic_digits, write_idx_folder
+from mnist_flax import data
+from mnist_flax import idx
+from mnist_flax.config import Config
+from mnist_flax.errors import ConfigError
+from mnist_flax.errors import DataError
+
+
+def test_mock_tfds_path_gives_uint8_images_and_int32_labels():
+  with tfds.testing.mock_data(num_examples=20):
+    ds = data.load(Config())
+  assert ds.train_images.shape == (20, 28, 28, 1)
+  assert ds.train_images.dtype == np.uint8
+  assert ds.train_labels.dtype == np.int32
+  assert ds.class_names == tuple(str(i) for i in range(10))
+
+
+def test_idx_fixture_is_read_through_manual_dir(tmp_path):
+  folder = write_idx_folder(tmp_path / 'idx', n_train=30, n_test=12, seed=5)
+  ds = data.load(Config(manual_dir=str(folder), verify_checksums=False))
+  images, labels = synthetic_digits(30, 5)
+  np.testing.assert_array_equal(ds.train_images[..., 0], images)
+  np.testing.assert_array_equal(ds.train_labels, labels)
+  assert ds.test_images.shape == (12, 28, 28, 1)
+
+
+def test_train_examples_takes_the_first_n(idx_folder):
+  ds = data.load(Config(manual_dir=str(idx_folder), verify_checksums=False,
+                        train_examples=10))
+  full = data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+  np.testing.assert_array_equal(ds.train_images, full.train_images[:10])
+  with pytest.raises(DataError, match='has only 96 training examples'):
+    data.load(Config(manual_dir=str(idx_folder), verify_checksums=False,
+                     train_examples=1000))
+
+
+def test_class_subset_is_relabelled_in_the_given_order(idx_folder):
+  full = data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+  sub = data.load(Config(manual_dir=str(idx_folder), verify_checksums=False,
+                         classes='7,2'))
+  assert sub.class_names == ('7', '2')
+  assert set(sub.train_labels) <= {0, 1}
+  keep = np.isin(full.test_labels, [7, 2])
+  np.testing.assert_array_equal(sub.test_images, full.test_images[keep])
+  np.testing.assert_array_equal(
+      sub.test_labels, np.where(full.test_labels[keep] == 7, 0, 1))
+
+
+@pytest.mark.parametrize('classes', ['1', '1,1', 'a,b', '3,12'])
+def test_bad_class_lists_are_refused(classes):
+  with pytest.raises(ConfigError, match='--classes'):
+    Config(classes=classes).validate()
+
+
+def test_missing_manual_dir_is_named(tmp_path):
+  with pytest.raises(DataError, match='no such folder'):
+    data.load(Config(manual_dir=str(tmp_path / 'nope')))
+
+
+def test_missing_file_is_named(tmp_path, idx_folder):
+  (idx_folder / 't10k-labels-idx1-ubyte.gz').unlink()
+  with pytest.raises(DataError, match=r't10k-labels-idx1-ubyte.gz: missing'):
+    data.load(Config(manual_dir=str(idx_folder)))
+  with pytest.raises(DataError, match=r't10k-labels-idx1-ubyte.gz: file not'):
+    data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+
+
+def test_checksum_mismatch_is_named(idx_folder):
+  # The fixture's files are not the canonical ones, so tfds's checksums fail.
+  with pytest.raises(DataError, match=r'-ubyte.gz: checksum mismatch'):
+    data.load(Config(manual_dir=str(idx_folder)))
+
+
+def test_truncated_gzip_is_named(idx_folder):
+  path = idx_folder / 'train-images-idx3-ubyte.gz'
+  path.write_bytes(path.read_bytes()[:100])
+  with pytest.raises(DataError, match='train-images-idx3-ubyte.gz: truncated'):
+    data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+
+
+def _write_raw_gz(path, raw):
+  with gzip.open(path, 'wb') as f:
+    f.write(raw)
+
+
+def test_bad_magic_and_bad_dimensions_are_named(idx_folder):
+  path = idx_folder / 'train-labels-idx1-ubyte.gz'
+  _write_raw_gz(path, b'\x00\x00\x0d\x01' + (5).to_bytes(4, 'big') + bytes(5))
+  with pytest.raises(DataError, match='train-labels.*bad IDX magic'):
+    data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+  _write_raw_gz(path, b'\x00\x00\x08\x01' + (500).to_bytes(4, 'big') + bytes(5))
+  with pytest.raises(DataError, match=r'train-labels.*shape \(500,\)'):
+    data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+  idx.write_idx(path, np.zeros((3, 3), np.uint8))
+  with pytest.raises(DataError, match=r'want images \(N, H, W\) and labels'):
+    data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+  idx.write_idx(path, np.zeros(7, np.uint8))
+  with pytest.raises(DataError, match='7 labels for 96 images'):
+    data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+
+
+def test_idx_roundtrip_plain_and_gzipped(tmp_path):
+  a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+  for name in ('a.idx', 'a.idx.gz'):
+    idx.write_idx(tmp_path / name, a)
+    np.testing.assert_array_equal(idx.read_idx(str(tmp_path / name)), a)
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(),
+                    reason=f'real MNIST files not found at {SHARED_MNIST}')
+def test_real_mnist_files_pass_tfds_checksums():
+  data.check_manual_dir('mnist', str(SHARED_MNIST))  # Raises on a mismatch.
+  ds = data.load_idx_folder(str(SHARED_MNIST))
+  assert ds.train_images.shape == (60000, 28, 28, 1)
+  np.testing.assert_array_equal(
+      np.bincount(ds.test_labels),
+      [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])

@@ -1,0 +1,19 @@
+"""One short smoke test on the real MNIST files, through tfds, when present."""
+
+import pytest
+
+from conftest import SHARED_MNIST
+from mnist_flax import train
+from mnist_flax.config import Config
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(),
+                    reason=f'real MNIST files not found at {SHARED_MNIST} '
+                    '(the workplace\'s ../shared/data/mnist)')
+def test_short_run_on_real_mnist_learns(tmp_path):
+  config = Config(manual_dir=str(SHARED_MNIST), data_dir=str(tmp_path / 'tfds'),
+                  train_examples=3000, epochs=1, log_every_s=1e3)
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['num_test_examples'] == 10_000
+  assert results['final_test_accuracy'] > 0.85
