@@ -7,17 +7,32 @@ renames it when complete, so a process killed mid-save leaves nothing that
 `restore_latest` would pick up.
 """
 
+import hashlib
 import os
+import time
 from typing import Any
 
 from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from mnist_flax.errors import CheckpointError
 
 BEST_METRIC = 'test_accuracy'
+
+
+def fingerprint(tree: Any) -> str:
+  """SHA-256 over every leaf's bytes: detects a checkpoint that restores
+  without an error but with altered values."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(jax.device_get(tree)):
+    leaf = np.asarray(leaf)
+    if leaf.dtype.kind in 'iu':  # The step may restore as int64 from int32.
+      leaf = leaf.astype(np.int64)
+    h.update(np.ascontiguousarray(leaf).tobytes())
+  return h.hexdigest()
 
 
 class Checkpointer:
@@ -42,7 +57,8 @@ class Checkpointer:
         epoch,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            history=ocp.args.JsonSave(history)),
+            history=ocp.args.JsonSave(history),
+            meta=ocp.args.JsonSave({'fingerprint': fingerprint(state)})),
         metrics={BEST_METRIC: history[-1][BEST_METRIC]})
 
   def epochs(self) -> list[int]:
@@ -57,7 +73,11 @@ class Checkpointer:
         epoch,
         args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract),
-            history=ocp.args.JsonRestore()))
+            history=ocp.args.JsonRestore(),
+            meta=ocp.args.JsonRestore()))
+    if fingerprint(restored.state) != restored.meta['fingerprint']:
+      raise CheckpointError(f'{self.directory}/{epoch}: contents do not match '
+                            'the fingerprint saved with them')
     return restored.state, list(restored.history)
 
   def restore_latest(self, target: Any) -> tuple[int, Any, list[dict]] | None:
@@ -67,24 +87,39 @@ class Checkpointer:
     when checkpoints exist but none can be read, rather than train from garbage.
     """
     epochs = self.epochs()
+    bad = []
     for epoch in reversed(epochs):
       try:
         state, history = self.restore(epoch, target)
+        if len(history) != epoch:
+          raise CheckpointError(f'{len(history)} history rows')
       except Exception as e:  # pylint: disable=broad-except
         logging.warning('checkpoint of epoch %d is unreadable (%s: %s); '
                         'trying an older one', epoch, type(e).__name__,
                         str(e).splitlines()[0] if str(e) else '')
+        bad.append(epoch)
         continue
-      if len(history) != epoch:
-        logging.warning('checkpoint of epoch %d holds %d history rows; '
-                        'trying an older one', epoch, len(history))
-        continue
+      self._set_aside(bad)
       return epoch, state, history
     if epochs:
       raise CheckpointError(
           f'{self.directory}: none of the checkpoints {epochs} can be '
           'restored; remove them or pass --restart')
     return None
+
+  def _set_aside(self, epochs: list[int]) -> None:
+    """Moves unreadable checkpoints out of orbax's way, keeping them for a
+    post-mortem, so that their epochs can be saved again."""
+    if not epochs:
+      return
+    aside = os.path.join(os.path.dirname(self.directory), 'corrupt_checkpoints')
+    os.makedirs(aside, exist_ok=True)
+    for epoch in epochs:
+      dest = os.path.join(aside, f'{epoch}-{time.strftime("%Y%m%d-%H%M%S")}')
+      os.rename(os.path.join(self.directory, str(epoch)), dest)
+      logging.warning('moved the unreadable checkpoint of epoch %d to %s',
+                      epoch, dest)
+    self._manager.reload()
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

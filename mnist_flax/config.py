@@ -64,6 +64,10 @@ class Config:
   epochs: int = _field(30, 'Number of passes over the training set.')
   seed: int = _field(0, 'Seed for init, shuffling and dropout.')
 
+  skip_nonfinite: bool = _field(
+      False, 'Skip a step whose loss or gradients are NaN/Inf (and count it) '
+      'instead of stopping the run at the end of the epoch.')
+
   # Evaluation and bookkeeping.
   eval_batch_size: int = _field(1000, 'Batch size for test-set evaluation.')
   checkpoints_to_keep: int = _field(

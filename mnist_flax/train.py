@@ -61,8 +61,22 @@ def normalize(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32) / 255.0
 
 
-def train_step(state: TrainState, images: jax.Array, labels: jax.Array):
-  """One SGD step on a batch of uint8 images; returns (state, metrics)."""
+def _all_finite(tree) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+_params_finite = jax.jit(_all_finite)
+
+
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
+               skip_nonfinite: bool = False):
+  """One SGD step on a batch of uint8 images; returns (state, metrics).
+
+  With skip_nonfinite, a step whose loss or updated params are NaN/Inf leaves the
+  params, optimizer state and BN statistics as they were (the step counter
+  still advances, so dropout draws new masks).
+  """
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
 
   def loss_fn(params):
@@ -75,11 +89,17 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array):
 
   (loss, (logits, updates)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  state = state.apply_gradients(
+  new_state = state.apply_gradients(
       grads=grads, batch_stats=updates.get('batch_stats', state.batch_stats))
   metrics = {'loss': loss,
              'correct': jnp.sum(jnp.argmax(logits, -1) == labels)}
-  return state, metrics
+  if skip_nonfinite:
+    finite = jnp.isfinite(loss) & _all_finite(
+        (new_state.params, new_state.batch_stats))
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                             new_state, state.replace(step=new_state.step))
+    metrics['skipped'] = 1 - finite.astype(jnp.int32)
+  return new_state, metrics
 
 
 def eval_step(state: TrainState, images: jax.Array, labels: jax.Array):
@@ -91,12 +111,13 @@ def eval_step(state: TrainState, images: jax.Array, labels: jax.Array):
   return {'loss': loss, 'logits': logits}
 
 
-@functools.partial(jax.jit, static_argnames='batch_size', donate_argnums=0)
+@functools.partial(jax.jit, static_argnames=('batch_size', 'skip_nonfinite'),
+                   donate_argnums=0)
 def train_step_on_device_data(state, images, labels, order, index, *,
-                              batch_size: int):
+                              batch_size: int, skip_nonfinite: bool = False):
   """train_step on batch `index` of the permutation `order` of device data."""
   idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
-  return train_step(state, images[idx], labels[idx])
+  return train_step(state, images[idx], labels[idx], skip_nonfinite)
 
 
 @dataclasses.dataclass
@@ -131,12 +152,6 @@ def evaluate(state: TrainState, images: jax.Array, labels: jax.Array,
   return EvalResult(loss=float(loss.mean()),
                     accuracy=float((preds == np.asarray(labels)).mean()),
                     preds=preds, confidence=probs.max(-1))
-
-
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-  leaves = jax.tree.leaves(tree)
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
@@ -252,7 +267,8 @@ def _train_epochs(config, workdir, state, history, start_epoch, shuffle_key,
   n_train = dev.train_labels.shape[0]
   steps = n_train // config.batch_size
   step_fn = functools.partial(train_step_on_device_data,
-                              batch_size=config.batch_size)
+                              batch_size=config.batch_size,
+                              skip_nonfinite=config.skip_nonfinite)
   result = None
   for epoch in range(start_epoch + 1, config.epochs + 1):
     start = time.perf_counter()
@@ -268,8 +284,13 @@ def _train_epochs(config, workdir, state, history, start_epoch, shuffle_key,
     step_metrics = jax.device_get(step_metrics)
     train_seconds = time.perf_counter() - start
     losses = np.array([m['loss'] for m in step_metrics])
-    bad = _first_nonfinite(losses)
-    if bad is not None or not bool(_all_finite(state.params)):
+    skipped = sum(int(m.get('skipped', 0)) for m in step_metrics)
+    if skipped:
+      logging.warning('epoch %d: skipped %d of %d steps with a non-finite '
+                      'loss or gradient', epoch, skipped, steps)
+      losses = losses[np.isfinite(losses)] if skipped < steps else losses[:0]
+    bad = _first_nonfinite(losses) if not config.skip_nonfinite else None
+    if bad is not None or not bool(_params_finite(state.params)):
       ckpt.wait()
       where = f'step {bad + 1}' if bad is not None else 'its end'
       value = losses[bad] if bad is not None else 'non-finite params'
@@ -280,7 +301,7 @@ def _train_epochs(config, workdir, state, history, start_epoch, shuffle_key,
                       config.eval_batch_size)
     row = {
         'epoch': epoch,
-        'train_loss': float(losses.mean()),
+        'train_loss': float(losses.mean()) if losses.size else float('nan'),
         'train_accuracy': float(sum(int(m['correct']) for m in step_metrics)
                                 / (steps * config.batch_size)),
         'test_loss': result.loss,
@@ -288,6 +309,8 @@ def _train_epochs(config, workdir, state, history, start_epoch, shuffle_key,
         'seconds': time.perf_counter() - start,
         'train_images_per_s': steps * config.batch_size / train_seconds,
     }
+    if config.skip_nonfinite:
+      row['skipped_steps'] = skipped
     history.append(row)
     ckpt.save(epoch, state, history)
     report.write_metrics(workdir, history)

@@ -133,3 +133,59 @@ def test_divergence_stops_with_epoch_and_step(tmp_path, idx_folder):
         tiny_config(idx_folder, epochs=2, learning_rate=1e6, batchnorm='none'),
         str(tmp_path / 'run'))
   assert not list((tmp_path / 'run' / 'checkpoints').glob('[0-9]*'))
+
+
+def test_skip_nonfinite_keeps_the_run_alive_and_counts(tmp_path, idx_folder):
+  results = train.train_and_evaluate(
+      tiny_config(idx_folder, epochs=1, learning_rate=1e6, batchnorm='none',
+                  skip_nonfinite=True), str(tmp_path / 'run'))
+  rows = [json.loads(l) for l in (tmp_path / 'run' / 'metrics.jsonl').open()]
+  assert rows[0]['skipped_steps'] >= 1
+  _, state, _ = _final_params(tmp_path / 'run', tiny_config(
+      idx_folder, batchnorm='none'))
+  assert all(np.isfinite(np.asarray(x)).all()
+             for x in jax.tree.leaves(state.params))
+  assert results['epochs'] == 1
+
+
+def _garble(path):
+  raw = bytearray(path.read_bytes())
+  for i in range(0, len(raw), 7):
+    raw[i] ^= 0x5A
+  path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'garble'])
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(
+    tmp_path, idx_folder, damage, caplog):
+  config = tiny_config(idx_folder, epochs=2)
+  full = tmp_path / 'full'
+  train.train_and_evaluate(config, str(full))
+  broken = tmp_path / 'broken'
+  shutil.copytree(full, broken)
+  files = sorted(p for p in (broken / 'checkpoints' / '2' / 'state').rglob('*')
+                 if p.is_file() and p.stat().st_size > 1000)
+  assert files
+  for path in files:
+    if damage == 'truncate':
+      path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 3])
+    else:
+      _garble(path)
+  train.train_and_evaluate(config, str(broken))  # Retrains epoch 2.
+  assert 'checkpoint of epoch 2 is unreadable' in caplog.text
+  _, s1, h1 = _final_params(full, config)
+  _, s2, h2 = _final_params(broken, config)
+  for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert _without_timing(h1) == _without_timing(h2)
+
+
+def test_all_checkpoints_corrupt_is_refused_not_trained_over(
+    tmp_path, idx_folder):
+  config = tiny_config(idx_folder, epochs=1)
+  train.train_and_evaluate(config, str(tmp_path / 'run'))
+  for path in (tmp_path / 'run' / 'checkpoints').rglob('*'):
+    if path.is_file() and path.stat().st_size > 1000:
+      _garble(path)
+  with pytest.raises(CheckpointError, match='none of the checkpoints'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
