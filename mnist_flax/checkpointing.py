@@ -69,13 +69,14 @@ class Checkpointer:
 
   def restore(self, epoch: int, target: Any) -> tuple[Any, list[dict]]:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    restored = self._manager.restore(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract),
-            history=ocp.args.JsonRestore(),
-            meta=ocp.args.JsonRestore()))
-    if fingerprint(restored.state) != restored.meta['fingerprint']:
+    items = dict(state=ocp.args.StandardRestore(abstract),
+                 history=ocp.args.JsonRestore())
+    # Checkpoints from before fingerprints were added have no 'meta' item.
+    has_meta = os.path.isdir(os.path.join(self.directory, str(epoch), 'meta'))
+    if has_meta:
+      items['meta'] = ocp.args.JsonRestore()
+    restored = self._manager.restore(epoch, args=ocp.args.Composite(**items))
+    if has_meta and fingerprint(restored.state) != restored.meta['fingerprint']:
       raise CheckpointError(f'{self.directory}/{epoch}: contents do not match '
                             'the fingerprint saved with them')
     return restored.state, list(restored.history)
