@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from mnist_flax import distributed
 from mnist_flax import flagging
 from mnist_flax import train
 from mnist_flax.errors import UserError
@@ -19,6 +20,15 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, '
 _RESTART = flags.DEFINE_bool(
     'restart', False, 'If --workdir holds a run of another config, move it '
     'aside and start over instead of refusing.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', '', 'host:port of process 0, for a multi-process '
+    'run started by hand (with --num_processes and --process_id).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0,
+                                      'Processes in a multi-process run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', -1, 'This process\'s index.')
+_MULTIHOST = flags.DEFINE_bool(
+    'multihost', False, 'Call jax.distributed.initialize() with what the '
+    'cluster provides (TPU pod slices, SLURM, Open MPI).')
 flagging.define_config_flags()
 
 
@@ -33,6 +43,8 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(_quiet_library_info)
   try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                           _PROCESS_ID.value, auto=_MULTIHOST.value)
     train.train_and_evaluate(flagging.config_from_flags(), _WORKDIR.value,
                              restart=_RESTART.value)
   except UserError as e:

@@ -60,6 +60,9 @@ class Config:
   # Optimisation.
   optimizer: str = _field('sgd', 'optax optimizer.', ('sgd',))
   learning_rate: float = _field(0.05, 'Learning rate.')
+  scale_lr_with_batch: bool = _field(
+      False, 'Linear scaling rule: use learning_rate * batch_size / 16, so a '
+      'larger global batch on many devices keeps the per-example step.')
   batch_size: int = _field(16, 'Training batch size.')
   epochs: int = _field(30, 'Number of passes over the training set.')
   seed: int = _field(0, 'Seed for init, shuffling and dropout.')

@@ -27,6 +27,7 @@ import optax
 
 from mnist_flax import checkpointing
 from mnist_flax import data
+from mnist_flax import distributed
 from mnist_flax import models
 from mnist_flax import report
 from mnist_flax.config import Config
@@ -41,8 +42,17 @@ class TrainState(train_state.TrainState):
   dropout_key: jax.Array  # Base key; each step folds in its step number.
 
 
+BASE_BATCH_SIZE = 16  # The study's batch; --scale_lr_with_batch scales from it.
+
+
+def learning_rate(config: Config) -> float:
+  if config.scale_lr_with_batch:
+    return config.learning_rate * config.batch_size / BASE_BATCH_SIZE
+  return config.learning_rate
+
+
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-  return optax.sgd(config.learning_rate)
+  return optax.sgd(learning_rate(config))
 
 
 def create_train_state(config: Config, model, key: jax.Array,
@@ -111,13 +121,40 @@ def eval_step(state: TrainState, images: jax.Array, labels: jax.Array):
   return {'loss': loss, 'logits': logits}
 
 
-@functools.partial(jax.jit, static_argnames=('batch_size', 'skip_nonfinite'),
-                   donate_argnums=0)
-def train_step_on_device_data(state, images, labels, order, index, *,
-                              batch_size: int, skip_nonfinite: bool = False):
-  """train_step on batch `index` of the permutation `order` of device data."""
-  idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
-  return train_step(state, images[idx], labels[idx], skip_nonfinite)
+@functools.lru_cache
+def make_train_step(mesh, batch_size: int, skip_nonfinite: bool = False):
+  """Jitted train_step on batch `index` of the permutation `order`.
+
+  The training set is replicated on every device; the batch indices are
+  sharded over the mesh, so each device gathers and computes its own slice of
+  the global batch, and XLA averages gradients and BN statistics across them.
+  """
+  batch = distributed.batch_sharded(mesh)
+  replicated = distributed.replicated(mesh)
+
+  @functools.partial(jax.jit, donate_argnums=0,
+                     out_shardings=(replicated, replicated))
+  def step(state, images, labels, order, index):
+    idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
+    idx = jax.lax.with_sharding_constraint(idx, batch)
+    return train_step(state, images[idx], labels[idx], skip_nonfinite)
+
+  return step
+
+
+@functools.lru_cache
+def make_eval_step(mesh, batch_size: int):
+  """Jitted eval_step on batch `index`; outputs replicated for the host."""
+  batch = distributed.batch_sharded(mesh)
+
+  @functools.partial(jax.jit, out_shardings=distributed.replicated(mesh))
+  def step(state, images, labels, index):
+    x = jax.lax.dynamic_slice_in_dim(images, index * batch_size, batch_size)
+    y = jax.lax.dynamic_slice_in_dim(labels, index * batch_size, batch_size)
+    x = jax.lax.with_sharding_constraint(x, batch)
+    return eval_step(state, x, jax.lax.with_sharding_constraint(y, batch))
+
+  return step
 
 
 @dataclasses.dataclass
@@ -128,29 +165,30 @@ class EvalResult:
   confidence: np.ndarray  # (N,) softmax probability of the predicted class
 
 
-_eval_step = jax.jit(eval_step)
-
-
 def evaluate(state: TrainState, images: jax.Array, labels: jax.Array,
-             batch_size: int) -> EvalResult:
-  """Evaluates every example, in batches of `batch_size` (the last padded)."""
-  n = images.shape[0]
-  losses, logits = [], []
-  for start in range(0, n, batch_size):
-    x, y = images[start:start + batch_size], labels[start:start + batch_size]
-    pad = batch_size - x.shape[0]
-    if pad:
-      x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-      y = jnp.pad(y, (0, pad))
-    out = _eval_step(state, x, y)
-    losses.append(out['loss'][:batch_size - pad])
-    logits.append(out['logits'][:batch_size - pad])
-  loss = np.asarray(jnp.concatenate(losses))
-  logits = np.asarray(jnp.concatenate(logits))
+             batch_size: int, mesh=None,
+             num_examples: int | None = None) -> EvalResult:
+  """Evaluates the first `num_examples` (default: all) in batches.
+
+  If the arrays are not a multiple of batch_size they are padded here; the
+  training loop pads its test set once instead. Padding never counts.
+  """
+  mesh = mesh or distributed.make_mesh()
+  n = labels.shape[0] if num_examples is None else num_examples
+  if labels.shape[0] % batch_size:
+    pad = batch_size - labels.shape[0] % batch_size
+    images = jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1))
+    labels = jnp.pad(labels, (0, pad))
+  step = make_eval_step(mesh, batch_size)
+  outs = [step(state, images, labels, i)
+          for i in range(labels.shape[0] // batch_size)]
+  loss = np.concatenate([np.asarray(o['loss']) for o in outs])[:n]
+  logits = np.concatenate([np.asarray(o['logits']) for o in outs])[:n]
   probs = np.asarray(jax.nn.softmax(logits))
   preds = probs.argmax(-1)
+  labels = np.asarray(labels)[:n]
   return EvalResult(loss=float(loss.mean()),
-                    accuracy=float((preds == np.asarray(labels)).mean()),
+                    accuracy=float((preds == labels).mean()),
                     preds=preds, confidence=probs.max(-1))
 
 
@@ -216,69 +254,130 @@ def _first_nonfinite(losses: np.ndarray) -> int | None:
   return int(bad[0]) if bad.size else None
 
 
+def _pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
+  pad = -len(array) % multiple
+  return np.pad(array, [(0, pad)] + [(0, 0)] * (array.ndim - 1))
+
+
 def train_and_evaluate(config: Config, workdir: str,
                        restart: bool = False) -> dict:
-  """Trains config's model in workdir (resuming if possible); returns results."""
-  config.validate()
-  prepare_workdir(config, workdir, restart)
-  ds = data.load(config)
-  model = models.create_model(config, ds.num_classes)
-  init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = create_train_state(config, model, init_key, ds.train_images.shape[1:])
-  logging.info('model %s: %d parameters', config.arch, sum(
-      x.size for x in jax.tree.leaves(state.params)))
+  """Trains config's model in workdir (resuming if possible); returns results.
 
-  ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
-  restored = ckpt.restore_latest(state)
-  if restored:
-    start_epoch, state, history = restored
-    report.write_metrics(workdir, history)
-    logging.info('resumed from the checkpoint of epoch %d', start_epoch)
-  else:
-    start_epoch, history = 0, []
+  Runs data-parallel over every device of every process (see distributed.py);
+  only process 0 writes files other than checkpoints.
+  """
+  config.validate()
+  mesh = distributed.make_mesh()
+  distributed.check_divisible('batch_size', config.batch_size, mesh)
+  distributed.check_divisible('eval_batch_size', config.eval_batch_size, mesh)
+  primary = distributed.is_primary()
+  if primary:
+    prepare_workdir(config, workdir, restart)
+    ds = data.load(config)  # Prepares the tfds dataset once, for everyone.
+  distributed.barrier('data prepared')
+  if not primary:
+    ds = data.load(config)
 
   n_train = len(ds.train_labels)
   steps = n_train // config.batch_size
   if steps == 0:
     raise ConfigError(f'--batch_size={config.batch_size} exceeds the '
                       f'{n_train} training examples')
-  dev = jax.device_put(ds)  # Dataset is a pytree: every split goes over once.
+  model = models.create_model(config, ds.num_classes)
+  init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  replicated = distributed.replicated(mesh)
+  state = jax.jit(
+      functools.partial(create_train_state, config, model,
+                        image_shape=ds.train_images.shape[1:]),
+      out_shardings=replicated)(np.asarray(init_key))
+  logging.info('model %s: %d parameters; %d devices, %d per step each',
+               config.arch, sum(x.size for x in jax.tree.leaves(state.params)),
+               mesh.devices.size, config.batch_size // mesh.devices.size)
 
-  from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
-  writer = tensorboard.SummaryWriter(workdir)  # Imports TF: keep it local.
+  ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
+  restored = ckpt.restore_latest(state)
+  if restored:
+    start_epoch, state, history = restored
+    if primary:
+      report.write_metrics(workdir, history)
+    logging.info('resumed from the checkpoint of epoch %d', start_epoch)
+  else:
+    start_epoch, history = 0, []
+
+  # Every split goes to the devices once, as uint8; the test set is padded to
+  # whole eval batches here so evaluation never reshapes.
+  dev = data.Dataset(
+      train_images=distributed.put_replicated(ds.train_images, mesh),
+      train_labels=distributed.put_replicated(ds.train_labels, mesh),
+      test_images=distributed.put_replicated(
+          _pad_to_multiple(ds.test_images, config.eval_batch_size), mesh),
+      test_labels=distributed.put_replicated(
+          _pad_to_multiple(ds.test_labels, config.eval_batch_size), mesh),
+      class_names=ds.class_names)
+  run = _EpochRunner(config, mesh, shuffle_key, dev, len(ds.test_labels))
+
+  writer = None
+  if primary:
+    from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
+    writer = tensorboard.SummaryWriter(workdir)  # Imports TF: keep it local.
   try:
-    state, result = _train_epochs(config, workdir, state, history,
-                                  start_epoch, shuffle_key, ckpt, writer, dev)
+    result = None
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+      state, row, result = run.epoch(state, epoch, ckpt)
+      history.append(row)
+      ckpt.save(epoch, state, history)
+      if primary:
+        report.write_metrics(workdir, history)
+        for name, value in row.items():
+          if name != 'epoch':
+            writer.scalar(name, value, epoch)
+        writer.flush()
   finally:
     ckpt.wait()
     ckpt.close()
-    writer.close()
+    if writer:
+      writer.close()
   if not history:
     raise CheckpointError(f'{workdir}: no epoch was trained')
+  logging.info('final state fingerprint %s (process %d)',
+               checkpointing.fingerprint(state), jax.process_index())
   if result is None:  # Everything was restored; evaluate the final state.
-    result = evaluate(state, dev.test_images, dev.test_labels,
-                      config.eval_batch_size)
+    result = run.evaluate(state)
+  if not primary:
+    return {}
   return write_results(workdir, history, ds, result)
 
 
-def _train_epochs(config, workdir, state, history, start_epoch, shuffle_key,
-                  ckpt, writer, dev: data.Dataset):
-  """Epochs start_epoch+1..config.epochs; appends to history in place."""
-  n_train = dev.train_labels.shape[0]
-  steps = n_train // config.batch_size
-  step_fn = functools.partial(train_step_on_device_data,
-                              batch_size=config.batch_size,
-                              skip_nonfinite=config.skip_nonfinite)
-  result = None
-  for epoch in range(start_epoch + 1, config.epochs + 1):
+class _EpochRunner:
+  """One epoch: shuffle, the jitted steps, checks, evaluation, a metrics row."""
+
+  def __init__(self, config: Config, mesh, shuffle_key, dev: data.Dataset,
+               num_test: int):
+    self.config, self.mesh, self.dev, self.num_test = config, mesh, dev, num_test
+    self.shuffle_key = np.asarray(shuffle_key)
+    self.n_train = dev.train_labels.shape[0]
+    self.steps = self.n_train // config.batch_size
+    self.step_fn = make_train_step(mesh, config.batch_size,
+                                   config.skip_nonfinite)
+    self.order_fn = jax.jit(
+        lambda key, epoch: jax.random.permutation(
+            jax.random.fold_in(key, epoch), self.n_train),
+        out_shardings=distributed.replicated(mesh))
+
+  def evaluate(self, state) -> EvalResult:
+    return evaluate(state, self.dev.test_images, self.dev.test_labels,
+                    self.config.eval_batch_size, self.mesh, self.num_test)
+
+  def epoch(self, state, epoch: int, ckpt):
+    config, steps = self.config, self.steps
     start = time.perf_counter()
-    order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch),
-                                   n_train)
+    order = self.order_fn(self.shuffle_key, epoch)
     progress = _Progress(epoch, config.epochs, steps, config.batch_size,
                          config.log_every_s)
     step_metrics = []
     for i in range(steps):
-      state, m = step_fn(state, dev.train_images, dev.train_labels, order, i)
+      state, m = self.step_fn(state, self.dev.train_images,
+                              self.dev.train_labels, order, i)
       step_metrics.append(m)
       progress.maybe_log(i + 1, step_metrics, config.epochs - epoch)
     step_metrics = jax.device_get(step_metrics)
@@ -287,9 +386,9 @@ def _train_epochs(config, workdir, state, history, start_epoch, shuffle_key,
     skipped = sum(int(m.get('skipped', 0)) for m in step_metrics)
     if skipped:
       logging.warning('epoch %d: skipped %d of %d steps with a non-finite '
-                      'loss or gradient', epoch, skipped, steps)
-      losses = losses[np.isfinite(losses)] if skipped < steps else losses[:0]
-    bad = _first_nonfinite(losses) if not config.skip_nonfinite else None
+                      'loss or update', epoch, skipped, steps)
+      losses = losses[np.isfinite(losses)]
+    bad = None if config.skip_nonfinite else _first_nonfinite(losses)
     if bad is not None or not bool(_params_finite(state.params)):
       ckpt.wait()
       where = f'step {bad + 1}' if bad is not None else 'its end'
@@ -297,8 +396,7 @@ def _train_epochs(config, workdir, state, history, start_epoch, shuffle_key,
       raise DivergenceError(
           f'training diverged ({value}) at epoch {epoch}, {where}; the last '
           f'good checkpoint (epoch {epoch - 1}) is kept in {ckpt.directory}')
-    result = evaluate(state, dev.test_images, dev.test_labels,
-                      config.eval_batch_size)
+    result = self.evaluate(state)
     row = {
         'epoch': epoch,
         'train_loss': float(losses.mean()) if losses.size else float('nan'),
@@ -311,19 +409,12 @@ def _train_epochs(config, workdir, state, history, start_epoch, shuffle_key,
     }
     if config.skip_nonfinite:
       row['skipped_steps'] = skipped
-    history.append(row)
-    ckpt.save(epoch, state, history)
-    report.write_metrics(workdir, history)
-    for name, value in row.items():
-      if name != 'epoch':
-        writer.scalar(name, value, epoch)
-    writer.flush()
     logging.info(
         'epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
         '%.1fs  %.0f img/s', epoch, config.epochs, row['train_loss'],
         100 * row['train_accuracy'], row['test_loss'],
         100 * row['test_accuracy'], row['seconds'], row['train_images_per_s'])
-  return state, result
+    return state, row, result
 
 
 def write_results(workdir: str, history: list[dict], ds: data.Dataset,
