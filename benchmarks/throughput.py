@@ -1,0 +1,210 @@
+"""Training throughput of the seed model: this project vs Keras vs PyTorch.
+
+    python benchmarks/throughput.py [--steps=200] [--repeats=3] [--batch_size=16]
+                                    [--frameworks=jax,keras,torch] [--json]
+
+Each measurement runs in a fresh subprocess (so no framework's thread pool or
+allocator disturbs another's), on the same random uint8 batch data, after a
+warm-up that includes compilation. Frameworks alternate within each repeat and
+the median over repeats is reported, with the ratio of this project to each
+peer and the share of a GEMM peak measured in the same invocation. The JAX
+figure goes through the project's real training step
+(mnist_flax.train.make_train_step on device-resident data), not a copy.
+PyTorch is optional (`pip install -e '.[bench]'`); missing peers are skipped.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def bench_jax(steps: int, batch: int, dtype: str):
+  import jax  # pylint: disable=g-import-not-at-top
+  from mnist_flax import distributed, models, train  # pylint: disable=g-import-not-at-top
+  from mnist_flax.config import Config  # pylint: disable=g-import-not-at-top
+  config = Config(batch_size=batch, dtype=dtype)
+  mesh = distributed.make_mesh()
+  state = train.create_train_state(config, models.create_model(config, 10),
+                                   jax.random.PRNGKey(0), (28, 28, 1))
+  state = jax.device_put(state, distributed.replicated(mesh))
+  rng = np.random.default_rng(0)
+  n = batch * (steps + 20)
+  images = distributed.put_replicated(
+      rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), mesh)
+  labels = distributed.put_replicated(
+      rng.integers(0, 10, n).astype(np.int32), mesh)
+  order = distributed.put_replicated(np.arange(n, dtype=np.int32), mesh)
+  step = train.make_train_step(mesh, batch)
+  flops = step.lower(state, images, labels, order, 0).compile().cost_analysis()
+  flops = flops.get('flops', 0.0) if isinstance(flops, dict) else 0.0
+  for i in range(20):
+    state, m = step(state, images, labels, order, i)
+  jax.block_until_ready(m)
+  start = time.perf_counter()
+  for i in range(steps):
+    state, m = step(state, images, labels, order, 20 + i)
+  jax.block_until_ready(state)
+  return steps * batch / (time.perf_counter() - start), flops / batch
+
+
+def bench_keras(steps: int, batch: int, dtype: str):
+  import os  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  import keras  # pylint: disable=g-import-not-at-top
+  from keras import layers  # pylint: disable=g-import-not-at-top
+  if dtype == 'bfloat16':
+    keras.mixed_precision.set_global_policy('mixed_bfloat16')
+  model = keras.Sequential([
+      keras.Input((28, 28, 1)),
+      layers.Rescaling(1 / 255),
+      layers.Conv2D(32, 3, activation='relu'), layers.MaxPooling2D(2),
+      layers.Conv2D(64, 3, activation='relu'),
+      layers.Conv2D(128, 3, activation='relu'),
+      layers.Conv2D(256, 3, activation='relu'),
+      layers.Conv2D(512, 3, activation='relu'),
+      layers.Flatten(), layers.Dense(64, activation='relu'),
+      layers.BatchNormalization(), layers.Dropout(0.2),
+      layers.Dense(10, activation='softmax', dtype='float32'),
+  ])
+  model.compile(optimizer=keras.optimizers.SGD(0.05),
+                loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (batch * steps, 28, 28, 1), dtype=np.uint8)
+  y = rng.integers(0, 10, batch * steps)
+  model.fit(x[:batch * 20], y[:batch * 20], batch_size=batch, epochs=1,
+            verbose=0)
+  start = time.perf_counter()
+  model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+  return steps * batch / (time.perf_counter() - start), 0.0
+
+
+def bench_torch(steps: int, batch: int, dtype: str):
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  model = nn.Sequential(
+      nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+      nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 128, 3), nn.ReLU(),
+      nn.Conv2d(128, 256, 3), nn.ReLU(), nn.Conv2d(256, 512, 3), nn.ReLU(),
+      nn.Flatten(), nn.Linear(12800, 64), nn.ReLU(),
+      nn.BatchNorm1d(64, momentum=0.01, eps=1e-3), nn.Dropout(0.2),
+      nn.Linear(64, 10))
+  opt = torch.optim.SGD(model.parameters(), lr=0.05)
+  loss_fn = nn.CrossEntropyLoss()
+  rng = np.random.default_rng(0)
+  x = torch.from_numpy(rng.integers(0, 256, (batch * (steps + 20), 1, 28, 28),
+                                    dtype=np.uint8))
+  y = torch.from_numpy(rng.integers(0, 10, batch * (steps + 20)))
+  autocast = dtype == 'bfloat16'
+
+  def step(i):
+    xb = x[i * batch:(i + 1) * batch].float() / 255
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+      loss = loss_fn(model(xb), y[i * batch:(i + 1) * batch])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+  for i in range(20):
+    step(i)
+  start = time.perf_counter()
+  for i in range(steps):
+    step(20 + i)
+  return steps * batch / (time.perf_counter() - start), 0.0
+
+
+def bench_gemm(_steps: int, _batch: int, _dtype: str):
+  """fp32 GEMM GFLOP/s, the best of numpy's BLAS and XLA's dot."""
+  import jax  # pylint: disable=g-import-not-at-top
+  n = 2048
+  a = np.random.default_rng(0).standard_normal((n, n), np.float32)
+  best = 0.0
+  for matmul in (np.matmul, jax.jit(lambda x, y: x @ y)):
+    jax.block_until_ready(matmul(a, a))
+    for _ in range(3):
+      start = time.perf_counter()
+      jax.block_until_ready(matmul(a, a))
+      best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+  return best, 0.0
+
+
+BENCHES = {'jax': bench_jax, 'keras': bench_keras, 'torch': bench_torch,
+           'gemm': bench_gemm}
+
+
+def _child(name: str, steps: int, batch: int, dtype: str):
+  rate, flops = BENCHES[name](steps, batch, dtype)
+  print(json.dumps({'rate': rate, 'flops_per_image': flops}))
+
+
+def _measure(name, args):
+  proc = subprocess.run(
+      [sys.executable, __file__, '--child', name, f'--steps={args.steps}',
+       f'--batch_size={args.batch_size}', f'--dtype={args.dtype}'],
+      capture_output=True, text=True)
+  if proc.returncode:
+    tail = proc.stderr.strip().splitlines()[-1:] or ['?']
+    print(f'  {name}: skipped ({tail[0][:200]})', file=sys.stderr)
+    return None
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=200)
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--batch_size', type=int, default=16)
+  parser.add_argument('--dtype', default='float32',
+                      choices=('float32', 'bfloat16'))
+  parser.add_argument('--frameworks', default='jax,keras,torch')
+  parser.add_argument('--json', action='store_true')
+  parser.add_argument('--child', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.child:
+    _child(args.child, args.steps, args.batch_size, args.dtype)
+    return
+  names = args.frameworks.split(',')
+  rates = {n: [] for n in names}
+  flops = 0.0
+  gemm = []
+  for r in range(args.repeats):
+    for name in names + ['gemm']:
+      out = _measure(name, args)
+      if out is None:
+        continue
+      if name == 'gemm':
+        gemm.append(out['rate'])
+      else:
+        rates[name].append(out['rate'])
+        flops = flops or out['flops_per_image']
+      print(f'repeat {r + 1}: {name} {out["rate"]:.0f}', file=sys.stderr)
+  median = {n: statistics.median(v) for n, v in rates.items() if v}
+  peak = max(gemm) if gemm else 0.0
+  result = {
+      'batch_size': args.batch_size, 'dtype': args.dtype,
+      'steps': args.steps, 'repeats': args.repeats,
+      'images_per_s': {n: round(v, 1) for n, v in median.items()},
+      'gemm_peak_gflops': round(peak, 1),
+      'train_flops_per_image': flops,
+  }
+  if 'jax' in median:
+    result['jax_vs'] = {n: round(median['jax'] / v, 3)
+                        for n, v in median.items() if n != 'jax'}
+    if peak and flops:
+      result['ceiling_images_per_s'] = round(peak * 1e9 / flops, 1)
+      result['jax_percent_of_gemm_ceiling'] = round(
+          100 * median['jax'] * flops / (peak * 1e9), 1)
+  if args.json:
+    print(json.dumps(result))
+  else:
+    for k, v in result.items():
+      print(f'{k}: {v}')
+
+
+if __name__ == '__main__':
+  main()
