@@ -71,6 +71,14 @@ class Config:
       False, 'Skip a step whose loss or gradients are NaN/Inf (and count it) '
       'instead of stopping the run at the end of the epoch.')
 
+  loop: str = _field(
+      'auto', 'How steps are dispatched: one jitted call per step (step), or '
+      'lax.scan over --scan_steps steps per call (scan). auto: step on CPU, '
+      'where XLA lowers convs inside a loop body to a slow emitter (see '
+      'BENCHMARKS.md), scan on GPU/TPU, where per-step dispatch dominates.',
+      ('auto', 'step', 'scan'))
+  scan_steps: int = _field(100, 'Steps per jitted call with --loop=scan.')
+
   # Evaluation and bookkeeping.
   eval_batch_size: int = _field(1000, 'Batch size for test-set evaluation.')
   checkpoints_to_keep: int = _field(
@@ -93,7 +101,7 @@ class Config:
           f'--arch={self.arch!r} is not valid; choose one of: '
           + ', '.join(sorted(models.MODELS)))
     for name in ('batch_size', 'epochs', 'eval_batch_size',
-                 'checkpoints_to_keep'):
+                 'checkpoints_to_keep', 'scan_steps'):
       if getattr(self, name) <= 0:
         raise ConfigError(
             f'--{name} must be a positive integer, got {getattr(self, name)}')

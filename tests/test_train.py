@@ -189,3 +189,18 @@ def test_all_checkpoints_corrupt_is_refused_not_trained_over(
       _garble(path)
   with pytest.raises(CheckpointError, match='none of the checkpoints'):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_scan_loop_matches_the_step_loop(tmp_path, idx_folder):
+  # 96 examples / 16 = 6 steps per epoch: scans of 4 then 2 steps.
+  step = train.train_and_evaluate(
+      tiny_config(idx_folder, epochs=1, loop='step'), str(tmp_path / 'step'))
+  scan = train.train_and_evaluate(
+      tiny_config(idx_folder, epochs=1, loop='scan', scan_steps=4),
+      str(tmp_path / 'scan'))
+  assert scan['final_test_loss'] == pytest.approx(step['final_test_loss'],
+                                                  rel=1e-4)
+  rows = [json.loads(l) for l in (tmp_path / 'scan' / 'metrics.jsonl').open()]
+  ref = [json.loads(l) for l in (tmp_path / 'step' / 'metrics.jsonl').open()]
+  assert rows[0]['train_loss'] == pytest.approx(ref[0]['train_loss'], rel=1e-4)
+  assert train.resolve_loop('auto') == 'step'  # On CPU.
