@@ -42,6 +42,10 @@ class Config:
       '', 'Comma list of labels to keep, e.g. 0,1,2,3,4, relabelled 0..K-1 '
       'in the given order (empty: all classes).')
 
+  augment: str = _field(
+      'none', 'Comma list of on-device augmentation ops, e.g. '
+      '"shift(3),rotate(15)"; see mnist_flax/augment.py.')
+
   # Model.
   arch: str = _field('seed', 'Model name from mnist_flax.models.MODELS.')
   conv_activation: str = _field(
@@ -115,6 +119,8 @@ class Config:
     if self.width <= 0:
       raise ConfigError(f'--width must be positive, got {self.width}')
     self.class_list()  # Raises on a malformed --classes.
+    from mnist_flax import augment  # pylint: disable=g-import-not-at-top
+    augment.parse(self.augment)  # Raises listing the valid ops.
     return self
 
   def class_list(self) -> tuple[int, ...] | None:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mnist_flax import augment
 from mnist_flax import checkpointing
 from mnist_flax import data
 from mnist_flax import distributed
@@ -80,7 +81,7 @@ _params_finite = jax.jit(_all_finite)
 
 
 def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
-               skip_nonfinite: bool = False):
+               skip_nonfinite: bool = False, augment_spec: str = 'none'):
   """One SGD step on a batch of uint8 images; returns (state, metrics).
 
   With skip_nonfinite, a step whose loss or updated params are NaN/Inf leaves the
@@ -88,11 +89,13 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
   still advances, so dropout draws new masks).
   """
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
+  x = augment.apply(augment_spec, jax.random.fold_in(dropout_key, 0xA06),
+                    normalize(images))
 
   def loss_fn(params):
     logits, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats},
-        normalize(images), train=True, rngs={'dropout': dropout_key},
+        x, train=True, rngs={'dropout': dropout_key},
         mutable=['batch_stats'])
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     return loss.mean(), (logits, updates)
@@ -122,7 +125,8 @@ def eval_step(state: TrainState, images: jax.Array, labels: jax.Array):
 
 
 @functools.lru_cache
-def make_train_step(mesh, batch_size: int, skip_nonfinite: bool = False):
+def make_train_step(mesh, batch_size: int, skip_nonfinite: bool = False,
+                    augment_spec: str = 'none'):
   """Jitted train_step on batch `index` of the permutation `order`.
 
   The training set is replicated on every device; the batch indices are
@@ -137,14 +141,15 @@ def make_train_step(mesh, batch_size: int, skip_nonfinite: bool = False):
   def step(state, images, labels, order, index):
     idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
     idx = jax.lax.with_sharding_constraint(idx, batch)
-    return train_step(state, images[idx], labels[idx], skip_nonfinite)
+    return train_step(state, images[idx], labels[idx], skip_nonfinite,
+                      augment_spec)
 
   return step
 
 
 @functools.lru_cache
 def make_train_scan(mesh, batch_size: int, num_steps: int,
-                    skip_nonfinite: bool = False):
+                    skip_nonfinite: bool = False, augment_spec: str = 'none'):
   """Like make_train_step, but `num_steps` consecutive steps in one lax.scan.
 
   One dispatch per num_steps: the remedy for per-step overhead on GPU/TPU at
@@ -159,7 +164,8 @@ def make_train_scan(mesh, batch_size: int, num_steps: int,
     def body(state, index):
       idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
       idx = jax.lax.with_sharding_constraint(idx, batch)
-      return train_step(state, images[idx], labels[idx], skip_nonfinite)
+      return train_step(state, images[idx], labels[idx], skip_nonfinite,
+                        augment_spec)
     return jax.lax.scan(body, state, first + jnp.arange(num_steps))
 
   return steps
@@ -353,6 +359,8 @@ def train_and_evaluate(config: Config, workdir: str,
           _pad_to_multiple(ds.test_labels, config.eval_batch_size), mesh),
       class_names=ds.class_names)
   run = _EpochRunner(config, mesh, shuffle_key, dev, len(ds.test_labels))
+  if primary and augment.parse(config.augment):
+    _save_augment_preview(config, ds, workdir)
 
   writer = None
   if primary:
@@ -396,7 +404,7 @@ class _EpochRunner:
     self.n_train = dev.train_labels.shape[0]
     self.steps = self.n_train // config.batch_size
     self.step_fn = make_train_step(mesh, config.batch_size,
-                                   config.skip_nonfinite)
+                                   config.skip_nonfinite, config.augment)
     self.loop = resolve_loop(config.loop)
     self.order_fn = jax.jit(
         lambda key, epoch: jax.random.permutation(
@@ -424,7 +432,8 @@ class _EpochRunner:
       for first in range(0, steps, config.scan_steps):
         n = min(config.scan_steps, steps - first)
         state, m = make_train_scan(self.mesh, config.batch_size, n,
-                                   config.skip_nonfinite)(state, *data, first)
+                                   config.skip_nonfinite, config.augment)(
+                                       state, *data, first)
         step_metrics.append(m)
         progress.maybe_log(first + n, step_metrics, config.epochs - epoch)
     step_metrics = _per_step(jax.device_get(step_metrics), self.loop)
@@ -462,6 +471,19 @@ class _EpochRunner:
         100 * row['train_accuracy'], row['test_loss'],
         100 * row['test_accuracy'], row['seconds'], row['train_images_per_s'])
     return state, row, result
+
+
+def _save_augment_preview(config: Config, ds: data.Dataset, workdir: str):
+  """augment_preview.png: 8 training digits, each with 7 augmented draws."""
+  originals = jnp.asarray(normalize(ds.train_images[:8]))
+  draws = [augment.apply(config.augment, jax.random.PRNGKey(i), originals)
+           for i in range(7)]
+  grid = jnp.stack([originals] + draws, axis=1).reshape(-1, *originals.shape[1:])
+  titles = [('original ' if j == 0 else '') + ds.class_names[int(label)]
+            for label in ds.train_labels[:8] for j in range(8)]
+  report.plot_image_grid(np.asarray(grid * 255), titles,
+                         os.path.join(workdir, 'augment_preview.png'),
+                         f'--augment={config.augment}')
 
 
 def write_results(workdir: str, history: list[dict], ds: data.Dataset,
