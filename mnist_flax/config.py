@@ -83,6 +83,18 @@ class Config:
       ('auto', 'step', 'scan'))
   scan_steps: int = _field(100, 'Steps per jitted call with --loop=scan.')
 
+  # Transfer learning.
+  init_from: str = _field(
+      '', 'Workdir of a finished run whose latest checkpoint initialises '
+      'this one; layers whose shapes differ (the head, when the class count '
+      'differs) keep their fresh initialisation.')
+  finetune: str = _field(
+      'full', 'What trains: everything (full), the head and the last trunk '
+      'block (head+last), or the head only (linear).',
+      ('full', 'head+last', 'linear'))
+  trunk_lr_scale: float = _field(
+      1.0, 'Learning-rate multiplier for the trainable layers below the head.')
+
   # Evaluation and bookkeeping.
   eval_batch_size: int = _field(1000, 'Batch size for test-set evaluation.')
   checkpoints_to_keep: int = _field(
@@ -116,6 +128,9 @@ class Config:
     if self.learning_rate <= 0:
       raise ConfigError(
           f'--learning_rate must be positive, got {self.learning_rate}')
+    if self.trunk_lr_scale < 0:
+      raise ConfigError(
+          f'--trunk_lr_scale must be >= 0, got {self.trunk_lr_scale}')
     if self.width <= 0:
       raise ConfigError(f'--width must be positive, got {self.width}')
     self.class_list()  # Raises on a malformed --classes.

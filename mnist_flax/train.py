@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from absl import logging
+from flax import struct
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,7 @@ from mnist_flax import data
 from mnist_flax import distributed
 from mnist_flax import models
 from mnist_flax import report
+from mnist_flax import transfer
 from mnist_flax.config import Config
 from mnist_flax.config import semantic_diff
 from mnist_flax.errors import CheckpointError
@@ -41,6 +43,8 @@ from mnist_flax.errors import DivergenceError
 class TrainState(train_state.TrainState):
   batch_stats: Any
   dropout_key: jax.Array  # Base key; each step folds in its step number.
+  # Top-level layers that train_step passes through unchanged (--finetune).
+  frozen: frozenset = struct.field(pytree_node=False, default=frozenset())
 
 
 BASE_BATCH_SIZE = 16  # The study's batch; --scale_lr_with_batch scales from it.
@@ -53,7 +57,16 @@ def learning_rate(config: Config) -> float:
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-  return optax.sgd(learning_rate(config))
+  """SGD; with --finetune or --trunk_lr_scale, per-group rates (transfer.py)."""
+  lr = learning_rate(config)
+  if config.finetune == 'full' and config.trunk_lr_scale == 1.0:
+    return optax.sgd(lr)
+  return optax.multi_transform(
+      {'head': optax.sgd(lr), 'trunk': optax.sgd(lr * config.trunk_lr_scale),
+       'frozen': optax.set_to_zero()},
+      lambda params: {name: jax.tree.map(lambda _, g=group: g, params[name])
+                      for name, group in transfer.trainable_layers(
+                          config, params).items()})
 
 
 def create_train_state(config: Config, model, key: jax.Array,
@@ -64,7 +77,8 @@ def create_train_state(config: Config, model, key: jax.Array,
   return TrainState.create(
       apply_fn=model.apply, params=variables['params'],
       batch_stats=variables.get('batch_stats', {}),
-      tx=make_optimizer(config), dropout_key=dropout_key)
+      tx=make_optimizer(config), dropout_key=dropout_key,
+      frozen=transfer.frozen_layers(config, variables['params']))
 
 
 def normalize(images: jax.Array) -> jax.Array:
@@ -104,6 +118,12 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
       loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(
       grads=grads, batch_stats=updates.get('batch_stats', state.batch_stats))
+  if state.frozen:
+    keep = lambda new, old: {k: old[k] if k in state.frozen else v
+                             for k, v in new.items()}
+    new_state = new_state.replace(
+        params=keep(new_state.params, state.params),
+        batch_stats=keep(new_state.batch_stats, state.batch_stats))
   metrics = {'loss': loss,
              'correct': jnp.sum(jnp.argmax(logits, -1) == labels)}
   if skip_nonfinite:
@@ -347,6 +367,9 @@ def train_and_evaluate(config: Config, workdir: str,
     logging.info('resumed from the checkpoint of epoch %d', start_epoch)
   else:
     start_epoch, history = 0, []
+    if config.init_from:
+      state = transfer.init_from(state, config.init_from,
+                                 workdir if primary else None)
 
   # Every split goes to the devices once, as uint8; the test set is padded to
   # whole eval batches here so evaluation never reshapes.

@@ -1,0 +1,105 @@
+"""Transfer learning: start from another run's checkpoint, freeze what is asked.
+
+--init_from=WORKDIR copies every layer whose shapes match from that run's latest
+checkpoint (params and BatchNorm statistics) and keeps the fresh initialisation
+for the rest, which is the head when the class count differs. --finetune says
+what trains afterwards:
+
+  full       everything; the trunk at learning_rate * --trunk_lr_scale
+  head+last  the head and the last trunk block (Dense-64 and its BatchNorm)
+  linear     the head only (a linear probe)
+
+Frozen layers are not just given zero updates: train_step copies them through
+unchanged, so they stay bit-identical (x + 0.0 can turn -0.0 into +0.0), and so
+do their BatchNorm statistics.
+"""
+
+import json
+import os
+
+from absl import logging
+import jax
+
+from mnist_flax import checkpointing
+from mnist_flax import models
+from mnist_flax.config import Config
+from mnist_flax.errors import CheckpointError
+
+HEAD = 'head'
+LAST_BLOCK = ('dense1', 'bn_head')
+
+
+def trainable_layers(config: Config, layers) -> dict[str, str]:
+  """Top-level layer name -> 'head', 'trunk' or 'frozen'."""
+  def group(name):
+    if name == HEAD:
+      return 'head'
+    if config.finetune == 'full':
+      return 'trunk'
+    if config.finetune == 'head+last' and name in LAST_BLOCK:
+      return 'trunk'
+    return 'frozen'
+  return {name: group(name) for name in layers}
+
+
+def frozen_layers(config: Config, layers) -> frozenset[str]:
+  return frozenset(n for n, g in trainable_layers(config, layers).items()
+                   if g == 'frozen')
+
+
+def _load_source(workdir: str):
+  """(config, params, batch_stats, epoch) of a run's latest checkpoint."""
+  from mnist_flax import train  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, 'config.json')
+  try:
+    with open(path) as f:
+      config = Config.from_dict(json.load(f))
+  except FileNotFoundError:
+    raise CheckpointError(f'--init_from={workdir}: no config.json; is it a '
+                          'run directory?') from None
+  model = models.create_model(config, config.num_classes)
+  target = train.create_train_state(config, model, jax.random.PRNGKey(0),
+                                    (28, 28, 1))
+  ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
+  try:
+    restored = ckpt.restore_latest(target)
+  finally:
+    ckpt.close()
+  if restored is None:
+    raise CheckpointError(f'--init_from={workdir}: no checkpoint to load')
+  epoch, state, _ = restored
+  return config, state.params, state.batch_stats, epoch
+
+
+def _same_shapes(a, b) -> bool:
+  return (jax.tree.structure(a) == jax.tree.structure(b) and
+          all(x.shape == y.shape
+              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
+
+
+def init_from(state, workdir: str, out_dir: str | None = None):
+  """Returns `state` with the matching layers of run `workdir` loaded.
+
+  Writes what was loaded and what was re-initialised to out_dir/init_from.json.
+  """
+  _, src_params, src_stats, epoch = _load_source(workdir)
+  params, stats = dict(state.params), dict(state.batch_stats)
+  loaded, fresh = [], []
+  for name in params:
+    if name in src_params and _same_shapes(params[name], src_params[name]):
+      params[name] = jax.tree.map(lambda new, old: old.astype(new.dtype),
+                                  params[name], src_params[name])
+      if name in stats and name in src_stats:
+        stats[name] = src_stats[name]
+      loaded.append(name)
+    else:
+      fresh.append(name)
+  logging.info('--init_from=%s (epoch %d): loaded %s; re-initialised %s',
+               workdir, epoch, ', '.join(loaded), ', '.join(fresh) or 'none')
+  if out_dir:
+    with open(os.path.join(out_dir, 'init_from.json'), 'w') as f:
+      json.dump({'source': os.path.abspath(workdir), 'source_epoch': epoch,
+                 'loaded': loaded, 'reinitialized': fresh}, f, indent=2)
+  sharding = jax.tree.leaves(state.params)[0].sharding
+  return state.replace(params=jax.device_put(params, sharding),
+                       batch_stats=jax.device_put(stats, sharding))

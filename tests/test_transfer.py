@@ -1,0 +1,77 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from mnist_flax import checkpointing
+from mnist_flax import models
+from mnist_flax import train
+from mnist_flax.errors import CheckpointError
+
+
+def _state(workdir, config, num_classes):
+  target = train.create_train_state(
+      config, models.create_model(config, num_classes), jax.random.PRNGKey(0),
+      (28, 28, 1))
+  ckpt = checkpointing.Checkpointer(str(workdir))
+  _, state, _ = ckpt.restore_latest(target)
+  ckpt.close()
+  return state
+
+
+@pytest.fixture(scope='module')
+def source(tmp_path_factory):
+  from conftest import write_idx_folder  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('transfer')
+  folder = write_idx_folder(root / 'idx')
+  config = tiny_config(folder, epochs=1, width=0.25)
+  train.train_and_evaluate(config, str(root / 'source'))
+  return root, folder, _state(root / 'source', config, 10)
+
+
+def _equal(a, b):
+  return all(np.array_equal(np.asarray(x), np.asarray(y))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize('finetune, frozen', [
+    ('linear', ['conv1', 'conv5', 'dense1', 'bn_head']),
+    ('head+last', ['conv1', 'conv2', 'conv5']),
+])
+def test_frozen_layers_stay_bit_identical(source, finetune, frozen):
+  root, folder, src = source
+  config = tiny_config(folder, epochs=2, width=0.25, finetune=finetune,
+                       init_from=str(root / 'source'))
+  workdir = root / f'ft-{finetune}'
+  train.train_and_evaluate(config, str(workdir))
+  got = _state(workdir, config, 10)
+  for name in frozen:
+    assert _equal(got.params[name], src.params[name]), name
+  assert _equal(got.batch_stats, src.batch_stats) == (finetune == 'linear')
+  assert not _equal(got.params['head'], src.params['head'])
+  if finetune == 'head+last':
+    assert not _equal(got.params['dense1'], src.params['dense1'])
+
+
+def test_head_is_replaced_when_the_class_count_differs(source):
+  root, folder, src = source
+  config = tiny_config(folder, epochs=1, width=0.25, classes='5,6,7,8,9',
+                       init_from=str(root / 'source'), trunk_lr_scale=0.1)
+  workdir = root / 'five'
+  results = train.train_and_evaluate(config, str(workdir))
+  report = json.loads((workdir / 'init_from.json').read_text())
+  assert report['reinitialized'] == ['head']
+  assert 'conv1' in report['loaded'] and 'dense1' in report['loaded']
+  assert len(results['per_class_accuracy']) == 5
+  got = _state(workdir, config, 5)
+  assert got.params['head']['kernel'].shape == (16, 5)
+
+
+def test_init_from_a_folder_without_a_run_is_refused(source, tmp_path):
+  _, folder, _ = source
+  with pytest.raises(CheckpointError, match='no config.json'):
+    train.train_and_evaluate(
+        tiny_config(folder, epochs=1, init_from=str(tmp_path)),
+        str(tmp_path / 'run'))
