@@ -48,8 +48,8 @@ def main():
       train.create_train_state(config, models.create_model(config, 10),
                                jax.random.PRNGKey(0), (28, 28, 1)),
       distributed.replicated(mesh))
-  step = train.make_train_step(mesh, b)
-  scan = train.make_train_scan(mesh, b, k)
+  step = train.make_train_step(mesh, config)
+  scan = train.make_train_scan(mesh, config, k)
   for name, fn in (('step', step), ('scan', scan)):
     forms = conv_forms(fn.lower(state, images, labels, order, 0).compile())
     print(f'{name}: convolution forms in the optimized HLO: {dict(forms)}')

@@ -39,7 +39,7 @@ def bench_jax(steps: int, batch: int, dtype: str):
   labels = distributed.put_replicated(
       rng.integers(0, 10, n).astype(np.int32), mesh)
   order = distributed.put_replicated(np.arange(n, dtype=np.int32), mesh)
-  step = train.make_train_step(mesh, batch)
+  step = train.make_train_step(mesh, config)
   flops = step.lower(state, images, labels, order, 0).compile().cost_analysis()
   flops = flops.get('flops', 0.0) if isinstance(flops, dict) else 0.0
   for i in range(20):

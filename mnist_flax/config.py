@@ -57,13 +57,29 @@ class Config:
   dropout: float = _field(0.2, 'Dropout rate before the last Dense layer.')
   padding: str = _field('VALID', 'Conv padding.', ('VALID', 'SAME'))
   width: float = _field(1.0, 'Multiplier on every conv and dense width.')
+  depth: int = _field(
+      5, 'Number of 3x3 convs (1-6): the study has 5 (32..512 filters); 6 '
+      'adds a 1024-filter conv.')
+  head: str = _field(
+      'flatten', 'Flatten the last feature map into Dense-64 (flatten), or '
+      'global-average-pool it first (gap).', ('flatten', 'gap'))
   dtype: str = _field(
       'float32', 'Compute dtype; params stay float32.',
       ('float32', 'bfloat16'))
 
   # Optimisation.
-  optimizer: str = _field('sgd', 'optax optimizer.', ('sgd',))
-  learning_rate: float = _field(0.05, 'Learning rate.')
+  optimizer: str = _field('sgd', 'optax optimizer (momentum 0.9 for '
+                          'momentum and nesterov).',
+                          ('sgd', 'momentum', 'nesterov', 'adam'))
+  learning_rate: float = _field(0.05, 'Peak learning rate.')
+  schedule: str = _field(
+      'constant', 'Learning-rate schedule over the whole run: constant, '
+      'cosine decay to 0, one-cycle (linear warm-up for 30%, then down), or '
+      'step (x0.1 at 50% and 75% of the run).',
+      ('constant', 'cosine', 'one-cycle', 'step'))
+  weight_decay: float = _field(
+      0.0, 'Decoupled weight decay (added to the update, times the lr).')
+  label_smoothing: float = _field(0.0, 'Label smoothing of the targets.')
   scale_lr_with_batch: bool = _field(
       False, 'Linear scaling rule: use learning_rate * batch_size / 16, so a '
       'larger global batch on many devices keeps the per-example step.')
@@ -131,6 +147,13 @@ class Config:
     if self.trunk_lr_scale < 0:
       raise ConfigError(
           f'--trunk_lr_scale must be >= 0, got {self.trunk_lr_scale}')
+    if not 1 <= self.depth <= 6:
+      raise ConfigError(f'--depth must be in 1..6, got {self.depth}')
+    if not 0.0 <= self.label_smoothing < 1.0:
+      raise ConfigError(
+          f'--label_smoothing must be in [0, 1), got {self.label_smoothing}')
+    if self.weight_decay < 0:
+      raise ConfigError(f'--weight_decay must be >= 0, got {self.weight_decay}')
     if self.width <= 0:
       raise ConfigError(f'--width must be positive, got {self.width}')
     self.class_list()  # Raises on a malformed --classes.

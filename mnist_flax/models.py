@@ -15,6 +15,9 @@ allows is a field here (and a flag), not a copy of the code:
   padding          'VALID' as in Keras' default (5x5x512 before Flatten), or
                    'SAME'.
 
+Variants for the study's future work: width (a multiplier), depth (number of
+convs), and a global-average-pool head.
+
 The network returns logits; softmax lives in the loss and in predict.
 Initialisers follow Keras (Glorot-uniform kernels, zero biases; BN momentum 0.99,
 epsilon 1e-3), the framework the study used.
@@ -40,6 +43,7 @@ class SeedCNN(nn.Module):
   dropout: float = 0.2
   padding: str = 'VALID'
   width: float = 1.0
+  head: str = 'flatten'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -58,6 +62,8 @@ class SeedCNN(nn.Module):
         x = nn.relu(x)
       if i == 0:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    if self.head == 'gap':
+      x = x.mean(axis=(1, 2))
     x = x.reshape((x.shape[0], -1))
     x = nn.Dense(max(1, round(self.dense_features * self.width)),
                  kernel_init=_KERNEL_INIT, dtype=self.dtype, name='dense1')(x)
@@ -85,5 +91,7 @@ def create_model(config, num_classes: int) -> nn.Module:
       dropout=config.dropout,
       padding=config.padding,
       width=config.width,
+      features=(32, 64, 128, 256, 512, 1024)[:config.depth],
+      head=config.head,
       dtype=jnp.dtype(config.dtype),
   )

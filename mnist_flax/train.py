@@ -56,13 +56,43 @@ def learning_rate(config: Config) -> float:
   return config.learning_rate
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-  """SGD; with --finetune or --trunk_lr_scale, per-group rates (transfer.py)."""
+def make_schedule(config: Config, total_steps: int):
+  """The learning rate as a function of the step (a float when constant)."""
   lr = learning_rate(config)
+  if config.schedule == 'constant':
+    return lr
+  if config.schedule == 'cosine':
+    return optax.cosine_decay_schedule(lr, total_steps)
+  if config.schedule == 'one-cycle':
+    return optax.linear_onecycle_schedule(total_steps, lr, pct_start=0.3)
+  return optax.piecewise_constant_schedule(
+      lr, {int(total_steps * 0.5): 0.1, int(total_steps * 0.75): 0.1})
+
+
+def _base_optimizer(config: Config, lr) -> optax.GradientTransformation:
+  if config.optimizer == 'adam':
+    tx = optax.adam(lr)
+  else:
+    momentum = None if config.optimizer == 'sgd' else 0.9
+    tx = optax.sgd(lr, momentum=momentum,
+                   nesterov=config.optimizer == 'nesterov')
+  if config.weight_decay:
+    tx = optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
+  return tx
+
+
+def make_optimizer(config: Config,
+                   total_steps: int = 1) -> optax.GradientTransformation:
+  """The optimizer of --optimizer/--schedule/--weight_decay; with --finetune or
+  --trunk_lr_scale, per-group rates and frozen layers (see transfer.py)."""
+  lr = make_schedule(config, total_steps)
   if config.finetune == 'full' and config.trunk_lr_scale == 1.0:
-    return optax.sgd(lr)
+    return _base_optimizer(config, lr)
+  scale = config.trunk_lr_scale
+  trunk_lr = (lambda step: lr(step) * scale) if callable(lr) else lr * scale
   return optax.multi_transform(
-      {'head': optax.sgd(lr), 'trunk': optax.sgd(lr * config.trunk_lr_scale),
+      {'head': _base_optimizer(config, lr),
+       'trunk': _base_optimizer(config, trunk_lr),
        'frozen': optax.set_to_zero()},
       lambda params: {name: jax.tree.map(lambda _, g=group: g, params[name])
                       for name, group in transfer.trainable_layers(
@@ -70,14 +100,15 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def create_train_state(config: Config, model, key: jax.Array,
-                       image_shape: tuple[int, ...]) -> TrainState:
+                       image_shape: tuple[int, ...],
+                       total_steps: int = 1) -> TrainState:
   init_key, dropout_key = jax.random.split(key)
   variables = model.init(init_key, jnp.zeros((1, *image_shape), jnp.float32),
                          train=False)
   return TrainState.create(
       apply_fn=model.apply, params=variables['params'],
       batch_stats=variables.get('batch_stats', {}),
-      tx=make_optimizer(config), dropout_key=dropout_key,
+      tx=make_optimizer(config, total_steps), dropout_key=dropout_key,
       frozen=transfer.frozen_layers(config, variables['params']))
 
 
@@ -95,8 +126,9 @@ _params_finite = jax.jit(_all_finite)
 
 
 def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
-               skip_nonfinite: bool = False, augment_spec: str = 'none'):
-  """One SGD step on a batch of uint8 images; returns (state, metrics).
+               skip_nonfinite: bool = False, augment_spec: str = 'none',
+               label_smoothing: float = 0.0):
+  """One optimizer step on a batch of uint8 images; returns (state, metrics).
 
   With skip_nonfinite, a step whose loss or updated params are NaN/Inf leaves the
   params, optimizer state and BN statistics as they were (the step counter
@@ -111,7 +143,12 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
         {'params': params, 'batch_stats': state.batch_stats},
         x, train=True, rngs={'dropout': dropout_key},
         mutable=['batch_stats'])
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    if label_smoothing:
+      targets = optax.smooth_labels(
+          jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+      loss = optax.softmax_cross_entropy(logits, targets)
+    else:
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     return loss.mean(), (logits, updates)
 
   (loss, (logits, updates)), grads = jax.value_and_grad(
@@ -144,49 +181,48 @@ def eval_step(state: TrainState, images: jax.Array, labels: jax.Array):
   return {'loss': loss, 'logits': logits}
 
 
-@functools.lru_cache
-def make_train_step(mesh, batch_size: int, skip_nonfinite: bool = False,
-                    augment_spec: str = 'none'):
-  """Jitted train_step on batch `index` of the permutation `order`.
+def _batch_step(mesh, config: Config):
+  """train_step on batch `index` of the permutation `order` of device data.
 
   The training set is replicated on every device; the batch indices are
   sharded over the mesh, so each device gathers and computes its own slice of
   the global batch, and XLA averages gradients and BN statistics across them.
   """
-  batch = distributed.batch_sharded(mesh)
-  replicated = distributed.replicated(mesh)
+  batch, size = distributed.batch_sharded(mesh), config.batch_size
 
-  @functools.partial(jax.jit, donate_argnums=0,
-                     out_shardings=(replicated, replicated))
   def step(state, images, labels, order, index):
-    idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
+    idx = jax.lax.dynamic_slice_in_dim(order, index * size, size)
     idx = jax.lax.with_sharding_constraint(idx, batch)
-    return train_step(state, images[idx], labels[idx], skip_nonfinite,
-                      augment_spec)
+    return train_step(state, images[idx], labels[idx], config.skip_nonfinite,
+                      config.augment, config.label_smoothing)
 
   return step
 
 
 @functools.lru_cache
-def make_train_scan(mesh, batch_size: int, num_steps: int,
-                    skip_nonfinite: bool = False, augment_spec: str = 'none'):
-  """Like make_train_step, but `num_steps` consecutive steps in one lax.scan.
+def make_train_step(mesh, config: Config):
+  """One jitted call per step: (state, images, labels, order, index)."""
+  replicated = distributed.replicated(mesh)
+  return jax.jit(_batch_step(mesh, config), donate_argnums=0,
+                 out_shardings=(replicated, replicated))
+
+
+@functools.lru_cache
+def make_train_scan(mesh, config: Config, num_steps: int):
+  """`num_steps` consecutive steps in one lax.scan: (state, ..., order, first).
 
   One dispatch per num_steps: the remedy for per-step overhead on GPU/TPU at
   small batches. Returns per-step metrics stacked on a leading axis.
   """
-  batch = distributed.batch_sharded(mesh)
   replicated = distributed.replicated(mesh)
+  step = _batch_step(mesh, config)
 
   @functools.partial(jax.jit, donate_argnums=0,
                      out_shardings=(replicated, replicated))
   def steps(state, images, labels, order, first):
-    def body(state, index):
-      idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
-      idx = jax.lax.with_sharding_constraint(idx, batch)
-      return train_step(state, images[idx], labels[idx], skip_nonfinite,
-                        augment_spec)
-    return jax.lax.scan(body, state, first + jnp.arange(num_steps))
+    return jax.lax.scan(
+        lambda state, index: step(state, images, labels, order, index),
+        state, first + jnp.arange(num_steps))
 
   return steps
 
@@ -352,7 +388,8 @@ def train_and_evaluate(config: Config, workdir: str,
   replicated = distributed.replicated(mesh)
   state = jax.jit(
       functools.partial(create_train_state, config, model,
-                        image_shape=ds.train_images.shape[1:]),
+                        image_shape=ds.train_images.shape[1:],
+                        total_steps=steps * config.epochs),
       out_shardings=replicated)(np.asarray(init_key))
   logging.info('model %s: %d parameters; %d devices, %d per step each',
                config.arch, sum(x.size for x in jax.tree.leaves(state.params)),
@@ -426,8 +463,7 @@ class _EpochRunner:
     self.shuffle_key = np.asarray(shuffle_key)
     self.n_train = dev.train_labels.shape[0]
     self.steps = self.n_train // config.batch_size
-    self.step_fn = make_train_step(mesh, config.batch_size,
-                                   config.skip_nonfinite, config.augment)
+    self.step_fn = make_train_step(mesh, config)
     self.loop = resolve_loop(config.loop)
     self.order_fn = jax.jit(
         lambda key, epoch: jax.random.permutation(
@@ -454,9 +490,7 @@ class _EpochRunner:
     else:
       for first in range(0, steps, config.scan_steps):
         n = min(config.scan_steps, steps - first)
-        state, m = make_train_scan(self.mesh, config.batch_size, n,
-                                   config.skip_nonfinite, config.augment)(
-                                       state, *data, first)
+        state, m = make_train_scan(self.mesh, config, n)(state, *data, first)
         step_metrics.append(m)
         progress.maybe_log(first + n, step_metrics, config.epochs - epoch)
     step_metrics = _per_step(jax.device_get(step_metrics), self.loop)

@@ -75,3 +75,17 @@ def test_dropout_is_active_only_in_training():
   np.testing.assert_array_equal(a, b)
   c = model.apply(variables, x, train=True, rngs={'dropout': jax.random.PRNGKey(4)})
   assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize('depth, flat', [(1, 13 * 13 * 32), (3, 9 * 9 * 128),
+                                         (6, 3 * 3 * 1024)])
+def test_depth_sets_the_number_of_convs(depth, flat):
+  _, variables = _init(Config(depth=depth))
+  convs = [k for k in variables['params'] if k.startswith('conv')]
+  assert len(convs) == depth
+  assert variables['params']['dense1']['kernel'].shape == (flat, 64)
+
+
+def test_gap_head_pools_before_the_dense_layer():
+  _, variables = _init(Config(head='gap'))
+  assert variables['params']['dense1']['kernel'].shape == (512, 64)

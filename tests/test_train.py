@@ -1,3 +1,4 @@
+import functools
 import json
 import shutil
 
@@ -204,3 +205,34 @@ def test_scan_loop_matches_the_step_loop(tmp_path, idx_folder):
   ref = [json.loads(l) for l in (tmp_path / 'step' / 'metrics.jsonl').open()]
   assert rows[0]['train_loss'] == pytest.approx(ref[0]['train_loss'], rel=1e-4)
   assert train.resolve_loop('auto') == 'step'  # On CPU.
+
+
+@pytest.mark.parametrize('overrides', [
+    dict(optimizer='momentum', schedule='cosine'),
+    dict(optimizer='nesterov', schedule='step', weight_decay=5e-4),
+    dict(optimizer='adam', learning_rate=1e-3, schedule='one-cycle',
+         label_smoothing=0.1),
+])
+def test_optimizer_and_schedule_variants_train(overrides):
+  config = Config(width=0.25, **overrides).validate()
+  images, labels = synthetic_digits(16, seed=0)
+  x, y = jnp.asarray(images[..., None]), jnp.asarray(labels.astype(np.int32))
+  state = train.create_train_state(
+      config, models.create_model(config, 10), jax.random.PRNGKey(0),
+      (28, 28, 1), total_steps=8)
+  step = jax.jit(functools.partial(
+      train.train_step, label_smoothing=config.label_smoothing))
+  state, first = step(state, x, y)
+  for _ in range(6):
+    state, last = step(state, x, y)
+  assert float(last['loss']) < float(first['loss'])
+
+
+def test_schedules_follow_their_shape():
+  lr = lambda **kw: train.make_schedule(Config(**kw), 100)
+  assert lr(schedule='constant') == 0.05
+  assert float(lr(schedule='cosine')(100)) == pytest.approx(0.0, abs=1e-9)
+  assert float(lr(schedule='step')(80)) == pytest.approx(0.05 * 0.01)
+  one_cycle = lr(schedule='one-cycle')
+  assert float(one_cycle(30)) == pytest.approx(0.05, rel=1e-3)
+  assert float(one_cycle(0)) < 0.01
