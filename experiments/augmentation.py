@@ -1,0 +1,17 @@
+"""Each augmentation op alone, and a combination."""
+
+STUDY = {
+    'name': 'augmentation',
+    'base': {'epochs': 3},
+    'variants': {
+        'none': {},
+        'shift(2)': {'augment': 'shift(2)'},
+        'rotate(12)': {'augment': 'rotate(12)'},
+        'scale(0.1)': {'augment': 'scale(0.1)'},
+        'elastic(34,4)': {'augment': 'elastic(34,4)'},
+        'cutout(8)': {'augment': 'cutout(8)'},
+        'noise(0.1)': {'augment': 'noise(0.1)'},
+        'affine(2,12,0.1)': {'augment': 'affine(2,12,0.1)'},
+    },
+    'seeds': [0, 1, 2],
+}

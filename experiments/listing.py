@@ -1,0 +1,15 @@
+"""The listing's ambiguities: activation placement, BatchNorm and dropout."""
+
+STUDY = {
+    'name': 'listing',
+    'base': {'epochs': 3},
+    'variants': {
+        'seed (ReLU all, BN+dropout in head)': {},
+        'ReLU after conv1 only (as listed)': {'conv_activation': 'first'},
+        'BN after every conv': {'batchnorm': 'conv'},
+        'no BN': {'batchnorm': 'none'},
+        'no dropout': {'dropout': 0.0},
+        'SAME padding': {'padding': 'SAME'},
+    },
+    'seeds': [0, 1, 2],
+}

@@ -1,0 +1,166 @@
+"""Runs a study declared as data, then tabulates and plots it.
+
+    python experiments/runner.py experiments/listing.py --root=runs/studies \
+        --set=manual_dir=../shared/data/mnist [--set=epochs=1] [--print_commands]
+
+A study file defines STUDY = {'name', 'base': {flag: value}, 'variants':
+{label: {flag: value}}, 'seeds': [...]}. Each (variant, seed) trains in
+ROOT/NAME/<variant>/seed<k> through train.train_and_evaluate; a run whose
+results.json exists is skipped and an interrupted one resumes from its
+checkpoint, so rerunning the command finishes a study. --print_commands prints
+one `python main.py ...` line per run instead, for a cluster launcher.
+
+Outputs in ROOT/NAME: summary.md and summary.csv (final test accuracy, mean and
+std over seeds, per variant) and summary.png (the same with error bars).
+"""
+
+import argparse
+import csv
+import dataclasses
+import importlib.util
+import json
+import os
+import re
+import shlex
+import statistics
+import sys
+
+from mnist_flax.config import Config
+from mnist_flax.errors import UserError
+
+
+def load_study(path: str) -> dict:
+  spec = importlib.util.spec_from_file_location('study', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  study = module.STUDY
+  missing = {'name', 'variants', 'seeds'} - set(study)
+  if missing:
+    raise SystemExit(f'error: {path}: STUDY lacks {", ".join(sorted(missing))}')
+  return study
+
+
+def slug(label: str) -> str:
+  return re.sub(r'[^A-Za-z0-9.+-]+', '_', label).strip('_')
+
+
+def _coerce(name: str, value: str):
+  field = {f.name: f for f in dataclasses.fields(Config)}.get(name)
+  if field is None:
+    raise SystemExit(f'error: --set {name}=...: no such flag')
+  if field.type is bool:
+    return value.lower() in ('1', 'true', 'yes')
+  return field.type(value)
+
+
+def runs(study: dict, root: str, overrides: dict):
+  """Yields (label, seed, workdir, Config) for every run of the study."""
+  for label, flags in study['variants'].items():
+    for seed in study['seeds']:
+      values = {**study.get('base', {}), **flags, **overrides, 'seed': seed}
+      workdir = os.path.join(root, study['name'], slug(label), f'seed{seed}')
+      yield label, seed, workdir, Config(**values).validate()
+
+
+def command_line(workdir: str, config: Config) -> str:
+  default = Config()
+  flags = [f'--workdir={workdir}'] + [
+      f'--{k}={v}' if not isinstance(v, bool) else (f'--{k}' if v else f'--no{k}')
+      for k, v in dataclasses.asdict(config).items()
+      if v != getattr(default, k)]
+  return 'python main.py ' + ' '.join(shlex.quote(f) for f in flags)
+
+
+def summarize(study: dict, root: str, overrides: dict) -> list[dict]:
+  """Writes summary.{md,csv,png}; returns the rows."""
+  rows = []
+  for label in study['variants']:
+    accs = []
+    for _, seed, workdir, _ in runs({**study, 'variants': {
+        label: study['variants'][label]}}, root, overrides):
+      path = os.path.join(workdir, 'results.json')
+      if os.path.exists(path):
+        with open(path) as f:
+          accs.append(json.load(f)['final_test_accuracy'])
+    rows.append({
+        'variant': label, 'runs': len(accs),
+        'mean_test_accuracy': statistics.mean(accs) if accs else float('nan'),
+        'std_test_accuracy': statistics.stdev(accs) if len(accs) > 1 else 0.0,
+    })
+  out = os.path.join(root, study['name'])
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, 'summary.csv'), 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  base = {**study.get('base', {}), **overrides}
+  lines = [f'# Study: {study["name"]}', '',
+           f'Base flags: `{json.dumps(base, sort_keys=True)}`; seeds '
+           f'{study["seeds"]}; final test accuracy, mean ± std over seeds.', '',
+           '| variant | flags | runs | test accuracy (%) |',
+           '|---|---|---|---|']
+  for row in rows:
+    flags = json.dumps(study['variants'][row['variant']], sort_keys=True)
+    lines.append(f'| {row["variant"]} | `{flags}` | {row["runs"]} | '
+                 f'{100 * row["mean_test_accuracy"]:.2f} ± '
+                 f'{100 * row["std_test_accuracy"]:.2f} |')
+  with open(os.path.join(out, 'summary.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(rows), 4))
+  ax.bar(range(len(rows)), [100 * r['mean_test_accuracy'] for r in rows],
+         yerr=[100 * r['std_test_accuracy'] for r in rows], capsize=4)
+  ax.set_xticks(range(len(rows)), [r['variant'] for r in rows], rotation=30,
+                ha='right')
+  lo = min((100 * r['mean_test_accuracy'] for r in rows if r['runs']),
+           default=0)
+  ax.set_ylim(max(0, lo - 1), 100)
+  ax.set(ylabel='test accuracy (%)', title=f'study: {study["name"]}')
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, 'summary.png'), dpi=100)
+  plt.close(fig)
+  return rows
+
+
+def run_study(path: str, root: str, overrides: dict,
+              print_commands: bool = False) -> list[dict]:
+  from mnist_flax import train  # pylint: disable=g-import-not-at-top
+  study = load_study(path)
+  for label, seed, workdir, config in runs(study, root, overrides):
+    if print_commands:
+      print(command_line(workdir, config))
+    elif os.path.exists(os.path.join(workdir, 'results.json')):
+      print(f'[skip] {label} seed {seed}: done', file=sys.stderr)
+    else:
+      print(f'[run] {label} seed {seed} -> {workdir}', file=sys.stderr)
+      os.makedirs(os.path.dirname(workdir), exist_ok=True)
+      train.train_and_evaluate(config, workdir)
+  return [] if print_commands else summarize(study, root, overrides)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('study', help='a study file, e.g. experiments/listing.py')
+  parser.add_argument('--root', default='runs/studies')
+  parser.add_argument('--set', action='append', default=[], metavar='FLAG=V',
+                      help='override a flag for every run (repeatable)')
+  parser.add_argument('--print_commands', action='store_true')
+  args = parser.parse_args()
+  overrides = {}
+  for item in args.set:
+    name, _, value = item.partition('=')
+    overrides[name] = _coerce(name, value)
+  try:
+    rows = run_study(args.study, args.root, overrides, args.print_commands)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
+  for row in rows:
+    print(f'{row["variant"]}: {100 * row["mean_test_accuracy"]:.2f} ± '
+          f'{100 * row["std_test_accuracy"]:.2f} ({row["runs"]} runs)')
+
+
+if __name__ == '__main__':
+  main()

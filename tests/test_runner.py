@@ -1,0 +1,57 @@
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+STUDY = '''
+STUDY = {
+    'name': 'tiny',
+    'base': {'epochs': 1, 'width': 0.25, 'eval_batch_size': 8,
+             'log_every_s': 1000.0},
+    'variants': {'seed': {}, 'no BN': {'batchnorm': 'none'}},
+    'seeds': [0, 1],
+}
+'''
+
+
+def _runner(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  return subprocess.run([sys.executable, str(REPO / 'experiments' / 'runner.py'),
+                         *map(str, args)], capture_output=True, text=True,
+                        env=env, cwd=REPO, timeout=600)
+
+
+def test_runner_runs_skips_and_tabulates_a_tiny_grid(tmp_path, idx_folder):
+  study = tmp_path / 'tiny.py'
+  study.write_text(STUDY)
+  common = [study, f'--root={tmp_path / "runs"}', f'--set=manual_dir={idx_folder}',
+            '--set=verify_checksums=false']
+  proc = _runner(*common)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = tmp_path / 'runs' / 'tiny'
+  table = (out / 'summary.md').read_text()
+  assert '| seed |' in table and '| no BN |' in table and ' ± ' in table
+  csv_lines = (out / 'summary.csv').read_text().splitlines()
+  assert csv_lines[0] == 'variant,runs,mean_test_accuracy,std_test_accuracy'
+  assert all(line.split(',')[1] == '2' for line in csv_lines[1:])
+  assert (out / 'summary.png').stat().st_size > 0
+  results = out / 'no_BN' / 'seed1' / 'results.json'
+  mtime = results.stat().st_mtime
+  again = _runner(*common)
+  assert again.returncode == 0
+  assert again.stderr.count('[skip]') == 4
+  assert results.stat().st_mtime == mtime
+  commands = _runner(*common, '--print_commands').stdout.splitlines()
+  assert len(commands) == 4
+  assert all(c.startswith('python main.py --workdir=') for c in commands)
+  assert '--batchnorm=none' in commands[2] and '--seed=1' in commands[3]
+
+
+def test_runner_refuses_a_bad_flag_in_one_line(tmp_path):
+  study = tmp_path / 'bad.py'
+  study.write_text(STUDY.replace("{'batchnorm': 'none'}",
+                                 "{'batchnorm': 'sideways'}"))
+  proc = _runner(study, f'--root={tmp_path}')
+  assert proc.returncode == 2
+  assert "--batchnorm='sideways' is not valid" in proc.stderr.splitlines()[-1]
