@@ -82,8 +82,10 @@ def kill_loop(kills: int, seed: int, root: pathlib.Path) -> dict:
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     if done < kills:
+      # Half the kills wait for the next checkpoint write, however long.
       aim_at_write = rng.random() < 0.5
-      deadline = time.perf_counter() + rng.uniform(0.2, 1.0) * ref_seconds
+      deadline = time.perf_counter() + (
+          float('inf') if aim_at_write else rng.uniform(0.2, 1.0) * ref_seconds)
       while proc.poll() is None and time.perf_counter() < deadline:
         if aim_at_write and _checkpoint_writing(workdir):
           break
