@@ -128,7 +128,8 @@ def run_study(path: str, root: str, overrides: dict,
               print_commands: bool = False) -> list[dict]:
   from mnist_flax import train  # pylint: disable=g-import-not-at-top
   study = load_study(path)
-  for label, seed, workdir, config in runs(study, root, overrides):
+  planned = list(runs(study, root, overrides))  # Every config valid, or stop.
+  for label, seed, workdir, config in planned:
     if print_commands:
       print(command_line(workdir, config))
     elif os.path.exists(os.path.join(workdir, 'results.json')):

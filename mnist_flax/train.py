@@ -181,41 +181,58 @@ def eval_step(state: TrainState, images: jax.Array, labels: jax.Array):
   return {'loss': loss, 'logits': logits}
 
 
-def _batch_step(mesh, config: Config):
+def _step_options(config: Config) -> tuple:
+  """The config fields a compiled step depends on (the model and optimizer
+  come in through the TrainState), so runs that differ only in, say, the seed
+  share one compiled step."""
+  return (config.batch_size, config.skip_nonfinite, config.augment,
+          config.label_smoothing)
+
+
+def _batch_step(mesh, options: tuple):
   """train_step on batch `index` of the permutation `order` of device data.
 
   The training set is replicated on every device; the batch indices are
   sharded over the mesh, so each device gathers and computes its own slice of
   the global batch, and XLA averages gradients and BN statistics across them.
   """
-  batch, size = distributed.batch_sharded(mesh), config.batch_size
+  size, skip_nonfinite, augment_spec, label_smoothing = options
+  batch = distributed.batch_sharded(mesh)
 
   def step(state, images, labels, order, index):
     idx = jax.lax.dynamic_slice_in_dim(order, index * size, size)
     idx = jax.lax.with_sharding_constraint(idx, batch)
-    return train_step(state, images[idx], labels[idx], config.skip_nonfinite,
-                      config.augment, config.label_smoothing)
+    return train_step(state, images[idx], labels[idx], skip_nonfinite,
+                      augment_spec, label_smoothing)
 
   return step
 
 
-@functools.lru_cache
 def make_train_step(mesh, config: Config):
   """One jitted call per step: (state, images, labels, order, index)."""
+  return _make_train_step(mesh, _step_options(config))
+
+
+@functools.lru_cache
+def _make_train_step(mesh, options: tuple):
   replicated = distributed.replicated(mesh)
-  return jax.jit(_batch_step(mesh, config), donate_argnums=0,
+  return jax.jit(_batch_step(mesh, options), donate_argnums=0,
                  out_shardings=(replicated, replicated))
 
 
-@functools.lru_cache
 def make_train_scan(mesh, config: Config, num_steps: int):
   """`num_steps` consecutive steps in one lax.scan: (state, ..., order, first).
 
   One dispatch per num_steps: the remedy for per-step overhead on GPU/TPU at
   small batches. Returns per-step metrics stacked on a leading axis.
   """
+  return _make_train_scan(mesh, _step_options(config), num_steps)
+
+
+@functools.lru_cache
+def _make_train_scan(mesh, options: tuple, num_steps: int):
   replicated = distributed.replicated(mesh)
-  step = _batch_step(mesh, config)
+  step = _batch_step(mesh, options)
 
   @functools.partial(jax.jit, donate_argnums=0,
                      out_shardings=(replicated, replicated))
