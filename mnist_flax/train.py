@@ -314,11 +314,9 @@ def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
   if os.path.exists(config_path):
     try:
       with open(config_path) as f:
-        old = Config.from_dict(json.load(f))
+        diff = semantic_diff(Config.from_dict(json.load(f)), config)
     except (ValueError, TypeError, ConfigError) as e:
-      old, diff = None, {'config.json': (f'unreadable ({e})', '')}
-    else:
-      diff = semantic_diff(old, config)
+      diff = {'config.json': (f'unreadable ({e})', '')}
     if diff and not restart:
       changes = '; '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())
       raise CheckpointError(
