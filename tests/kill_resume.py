@@ -74,41 +74,48 @@ def kill_loop(kills: int, seed: int, root: pathlib.Path) -> dict:
                  capture_output=True)
   ref_seconds = time.perf_counter() - start
 
-  workdir = root / 'killed'
-  done = during_write = runs = 0
-  while True:
-    runs += 1
-    proc = subprocess.Popen(command(workdir, data), env=_env(),
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    if done < kills:
-      # Half the kills wait for the next checkpoint write, however long.
-      aim_at_write = rng.random() < 0.5
-      deadline = time.perf_counter() + (
-          float('inf') if aim_at_write else rng.uniform(0.2, 1.0) * ref_seconds)
-      while proc.poll() is None and time.perf_counter() < deadline:
-        if aim_at_write and _checkpoint_writing(workdir):
-          break
-        time.sleep(0.0005)
-      if proc.poll() is None:
-        writing = _checkpoint_writing(workdir)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        done += 1
-        during_write += writing
-        continue
-    _, err = proc.communicate()
-    if proc.returncode != 0:
-      raise RuntimeError(f'run {runs} failed after {done} kills:\n{err[-3000:]}')
-    break  # Finished by itself: after all the kills, or (rarely) before.
+  done = during_write = runs = episodes = 0
   ref = final_state(reference)
-  got = final_state(workdir)
+  identical = True
+  # An episode kills one workdir's run until it finishes by itself; episodes
+  # repeat, each in a fresh workdir, until `kills` kills have been made.
+  while done < kills:
+    episodes += 1
+    workdir = root / f'killed{episodes}'
+    while True:
+      runs += 1
+      proc = subprocess.Popen(command(workdir, data), env=_env(),
+                              stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+      if done < kills:
+        # Half the kills wait for the next checkpoint write, however long.
+        aim_at_write = rng.random() < 0.5
+        deadline = time.perf_counter() + (
+            float('inf') if aim_at_write
+            else rng.uniform(0.1, 0.8) * ref_seconds)
+        while proc.poll() is None and time.perf_counter() < deadline:
+          if aim_at_write and _checkpoint_writing(workdir):
+            break
+          time.sleep(0.0005)
+        if proc.poll() is None:
+          writing = _checkpoint_writing(workdir)
+          proc.send_signal(signal.SIGKILL)
+          proc.wait()
+          done += 1
+          during_write += writing
+          continue
+      _, err = proc.communicate()
+      if proc.returncode != 0:
+        raise RuntimeError(
+            f'run {runs} failed after {done} kills:\n{err[-3000:]}')
+      break  # Finished by itself.
+    identical &= final_state(workdir) == ref
   return {
       'kills_tried': done,
       'kills_during_checkpoint_write': during_write,
       'runs': runs,
-      'identical_to_uninterrupted': ref == got,
-      'final_epoch': got[0],
+      'episodes': episodes,
+      'identical_to_uninterrupted': identical,
       'reference_seconds': round(ref_seconds, 1),
   }
 
