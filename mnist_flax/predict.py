@@ -198,19 +198,23 @@ def load_image(path: str) -> np.ndarray:
     raise ImageError(f'{path}: {e}') from None
 
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory to load.')
-_CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', 'latest', "'latest', 'best' or an epoch number.")
+def _define_flags() -> None:
+  """CLI flags, defined only when run as a program so importing the API
+  never collides with a caller's own flags."""
+  flags.DEFINE_string('workdir', None, 'Run directory to load.')
+  flags.DEFINE_string('checkpoint', 'latest',
+                      "'latest', 'best' or an epoch number.")
 
 
 def main(argv) -> int:
   paths = argv[1:]
-  if not _WORKDIR.value or not paths:
+  workdir, checkpoint = flags.FLAGS.workdir, flags.FLAGS.checkpoint
+  if not workdir or not paths:
     print('usage: python -m mnist_flax.predict --workdir=RUN IMAGE [IMAGE ...]',
           file=sys.stderr)
     return 2
   try:
-    predictor = Predictor.from_workdir(_WORKDIR.value, _CHECKPOINT.value)
+    predictor = Predictor.from_workdir(workdir, checkpoint)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return e.exit_code
@@ -230,4 +234,5 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(lambda argv: sys.exit(main(argv)))
