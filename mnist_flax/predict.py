@@ -11,10 +11,12 @@ black, the ink's bounding box fitted in 20x20, then placed in 28x28 so that its
 centre of mass is at the centre.
 """
 
+import dataclasses
 import functools
 import json
 import os
 import sys
+from typing import Any
 import warnings
 
 from absl import app
@@ -39,6 +41,54 @@ class ImageError(UserError):
   """An image file that cannot be classified."""
 
 
+@dataclasses.dataclass
+class Run:
+  """A run directory's config, model and restored TrainState."""
+  config: Config
+  model: Any
+  state: Any
+  epoch: int
+  class_names: tuple[str, ...]
+
+
+def load_run(workdir: str, checkpoint: str = 'latest') -> Run:
+  """Restores a run's latest (or 'best', or an epoch number's) checkpoint."""
+  config_path = os.path.join(workdir, 'config.json')
+  try:
+    with open(config_path) as f:
+      config = Config.from_dict(json.load(f))
+  except FileNotFoundError:
+    raise CheckpointError(f'{config_path}: not found; is {workdir} a run '
+                          'directory?') from None
+  except (ValueError, TypeError) as e:
+    raise CheckpointError(f'{config_path}: unreadable ({e})') from None
+  results_path = os.path.join(workdir, 'results.json')
+  class_names = [str(i) for i in range(config.num_classes)]
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      class_names = json.load(f).get('class_names', class_names)
+  model = models.create_model(config, len(class_names))
+  target = train.create_train_state(config, model, jax.random.PRNGKey(0),
+                                    (*IMAGE_SHAPE, 1))
+  ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
+  try:
+    if checkpoint == 'latest':
+      restored = ckpt.restore_latest(target)
+      if restored is None:
+        raise CheckpointError(f'{workdir}: no checkpoint yet')
+      epoch, state, _ = restored
+    else:
+      epoch = ckpt.best_epoch() if checkpoint == 'best' else (
+          int(checkpoint) if checkpoint.isdigit() else None)
+      if epoch not in ckpt.epochs():
+        raise CheckpointError(f'{workdir}: no checkpoint {checkpoint!r} '
+                              f'(have epochs {ckpt.epochs()})')
+      state, _ = ckpt.restore(epoch, target)
+  finally:
+    ckpt.close()
+  return Run(config, model, state, epoch, tuple(class_names))
+
+
 class Predictor:
   """A trained model restored from a workdir's checkpoint."""
 
@@ -51,40 +101,10 @@ class Predictor:
   @classmethod
   def from_workdir(cls, workdir: str, checkpoint: str = 'latest'):
     """Loads the latest (or 'best', or an epoch number's) checkpoint."""
-    config_path = os.path.join(workdir, 'config.json')
-    try:
-      with open(config_path) as f:
-        config = Config.from_dict(json.load(f))
-    except FileNotFoundError:
-      raise CheckpointError(f'{config_path}: not found; is {workdir} a '
-                            'run directory?') from None
-    except (ValueError, TypeError) as e:
-      raise CheckpointError(f'{config_path}: unreadable ({e})') from None
-    results_path = os.path.join(workdir, 'results.json')
-    class_names = [str(i) for i in range(config.num_classes)]
-    if os.path.exists(results_path):
-      with open(results_path) as f:
-        class_names = json.load(f).get('class_names', class_names)
-    model = models.create_model(config, len(class_names))
-    target = train.create_train_state(config, model, jax.random.PRNGKey(0),
-                                      (*IMAGE_SHAPE, 1))
-    ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
-    try:
-      if checkpoint == 'latest':
-        restored = ckpt.restore_latest(target)
-        if restored is None:
-          raise CheckpointError(f'{workdir}: no checkpoint yet')
-        state = restored[1]
-      else:
-        epoch = ckpt.best_epoch() if checkpoint == 'best' else int(checkpoint)
-        if epoch not in ckpt.epochs():
-          raise CheckpointError(f'{workdir}: no checkpoint {checkpoint!r} '
-                                f'(have epochs {ckpt.epochs()})')
-        state, _ = ckpt.restore(epoch, target)
-    finally:
-      ckpt.close()
-    variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    return cls(model, variables, class_names)
+    run = load_run(workdir, checkpoint)
+    variables = {'params': run.state.params,
+                 'batch_stats': run.state.batch_stats}
+    return cls(run.model, variables, run.class_names)
 
   @functools.cached_property
   def _proba(self):

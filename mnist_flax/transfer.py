@@ -20,8 +20,6 @@ import os
 from absl import logging
 import jax
 
-from mnist_flax import checkpointing
-from mnist_flax import models
 from mnist_flax.config import Config
 from mnist_flax.errors import CheckpointError
 
@@ -47,30 +45,6 @@ def frozen_layers(config: Config, layers) -> frozenset[str]:
                    if g == 'frozen')
 
 
-def _load_source(workdir: str):
-  """(config, params, batch_stats, epoch) of a run's latest checkpoint."""
-  from mnist_flax import train  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, 'config.json')
-  try:
-    with open(path) as f:
-      config = Config.from_dict(json.load(f))
-  except FileNotFoundError:
-    raise CheckpointError(f'--init_from={workdir}: no config.json; is it a '
-                          'run directory?') from None
-  model = models.create_model(config, config.num_classes)
-  target = train.create_train_state(config, model, jax.random.PRNGKey(0),
-                                    (28, 28, 1))
-  ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
-  try:
-    restored = ckpt.restore_latest(target)
-  finally:
-    ckpt.close()
-  if restored is None:
-    raise CheckpointError(f'--init_from={workdir}: no checkpoint to load')
-  epoch, state, _ = restored
-  return config, state.params, state.batch_stats, epoch
-
-
 def _same_shapes(a, b) -> bool:
   return (jax.tree.structure(a) == jax.tree.structure(b) and
           all(x.shape == y.shape
@@ -82,7 +56,13 @@ def init_from(state, workdir: str, out_dir: str | None = None):
 
   Writes what was loaded and what was re-initialised to out_dir/init_from.json.
   """
-  _, src_params, src_stats, epoch = _load_source(workdir)
+  from mnist_flax import predict  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(os.path.join(workdir, 'config.json')):
+    raise CheckpointError(f'--init_from={workdir}: no config.json; is it a '
+                          'run directory?')
+  source = predict.load_run(workdir)
+  src_params, src_stats = source.state.params, source.state.batch_stats
+  epoch = source.epoch
   params, stats = dict(state.params), dict(state.batch_stats)
   loaded, fresh = [], []
   for name in params:
