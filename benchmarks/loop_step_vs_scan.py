@@ -1,13 +1,16 @@
-"""Per-step dispatch vs lax.scan, and why scan is slow on XLA:CPU.
+"""Per-step dispatch vs lax.scan, for each conv implementation.
 
     python benchmarks/loop_step_vs_scan.py [--steps=40] [--batch_size=16]
+                                           [--conv_impls=lax,im2col]
 
 Times the project's two training loops (train.make_train_step, one jitted call
 per step; train.make_train_scan, `steps` steps in one lax.scan) on the seed
-model, side by side in one process, and lists the dimension labels of every
-convolution in each optimized HLO module. XLA:CPU runs a convolution through
-Eigen's fast kernel only in the canonical form b01f x 01io -> b01f (NHWC, HWIO);
-any other form falls back to a generic loop emitter.
+model with each --conv_impl, side by side in one process, and lists the
+dimension labels of every convolution in each optimized HLO module. XLA:CPU
+runs a convolution through Eigen's fast kernel only in the canonical form
+b01f x 01io -> b01f (NHWC, HWIO); inside a while body the backward convs keep
+other forms and fall back to a generic loop emitter. im2col has no
+convolutions left, only GEMMs, so the loop body compiles as well as the step.
 """
 
 import argparse
@@ -33,9 +36,22 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=40)
   parser.add_argument('--batch_size', type=int, default=16)
+  parser.add_argument('--conv_impls', default='lax,im2col')
   args = parser.parse_args()
-  b, k = args.batch_size, args.steps
-  config = Config(batch_size=b)
+  rates = {}
+  for conv_impl in args.conv_impls.split(','):
+    for loop, rate in measure(args.batch_size, args.steps, conv_impl).items():
+      rates[conv_impl, loop] = rate
+  print(f'({jax.default_backend()}, {args.steps} steps of {args.batch_size})')
+  for (conv_impl, loop), rate in rates.items():
+    print(f'{conv_impl:>7} {loop}: {rate:7.1f} img/s')
+  for conv_impl in args.conv_impls.split(','):
+    print(f'{conv_impl}: step/scan speed ratio '
+          f'{rates[conv_impl, "step"] / rates[conv_impl, "scan"]:.2f}')
+
+
+def measure(b: int, k: int, conv_impl: str) -> dict[str, float]:
+  config = Config(batch_size=b, conv_impl=conv_impl)
   mesh = distributed.make_mesh()
   rng = np.random.default_rng(0)
   n = b * 3 * k
@@ -52,7 +68,8 @@ def main():
   scan = train.make_train_scan(mesh, config, k)
   for name, fn in (('step', step), ('scan', scan)):
     forms = conv_forms(fn.lower(state, images, labels, order, 0).compile())
-    print(f'{name}: convolution forms in the optimized HLO: {dict(forms)}')
+    print(f'{conv_impl} {name}: convolution forms in the optimized HLO: '
+          f'{dict(forms)}')
 
   def run_step(state, first):
     for i in range(k):
@@ -70,9 +87,7 @@ def main():
     state, m = run(state, k)
     jax.block_until_ready(m)
     rates[name] = k * b / (time.perf_counter() - start)
-    print(f'{name}: {rates[name]:.1f} img/s over {k} steps of {b} '
-          f'({jax.default_backend()})')
-  print(f'step/scan speed ratio: {rates["step"] / rates["scan"]:.1f}')
+  return rates
 
 
 if __name__ == '__main__':

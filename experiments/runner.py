@@ -4,14 +4,21 @@
         --set=manual_dir=../shared/data/mnist [--set=epochs=1] [--print_commands]
 
 A study file defines STUDY = {'name', 'base': {flag: value}, 'variants':
-{label: {flag: value}}, 'seeds': [...]}. Each (variant, seed) trains in
-ROOT/NAME/<variant>/seed<k> through train.train_and_evaluate; a run whose
+{label: {flag: value}}, 'seeds': [...]}, and optionally 'pretrain': {name:
+{flag: value}} for runs that variants start from (a variant's
+`'init_from': '@name'` points at ROOT/NAME/pretrain/<name>; they train first)
+and 'report': fn(rows, out_dir) for a study-specific figure or table. Each (variant, seed)
+trains in ROOT/NAME/<variant>/seed<k> through train.train_and_evaluate, seed by
+seed (so a study cut short has every variant at its first seeds); a run whose
 results.json exists is skipped and an interrupted one resumes from its
 checkpoint, so rerunning the command finishes a study. --print_commands prints
-one `python main.py ...` line per run instead, for a cluster launcher.
+one `python main.py ...` line per run instead, for a cluster launcher (the
+pretrain runs first).
 
 Outputs in ROOT/NAME: summary.md and summary.csv (final test accuracy, mean and
-std over seeds, per variant) and summary.png (the same with error bars).
+std over seeds, per variant, and the mean accuracy on each robustness set when
+the runs scored them), runs.csv (every finished run's figures) and summary.png
+(test accuracy with error bars).
 """
 
 import argparse
@@ -53,11 +60,29 @@ def _coerce(name: str, value: str):
   return field.type(value)
 
 
+def pretrain_dir(study: dict, root: str, name: str) -> str:
+  return os.path.join(root, study['name'], 'pretrain', slug(name))
+
+
+def pretrain_runs(study: dict, root: str, overrides: dict):
+  """Yields (name, workdir, Config) for each run that variants start from."""
+  for name, flags in study.get('pretrain', {}).items():
+    values = {**study.get('base', {}), **overrides, **flags}
+    yield (name, pretrain_dir(study, root, name),
+           Config(**values).validate())
+
+
 def runs(study: dict, root: str, overrides: dict):
-  """Yields (label, seed, workdir, Config) for every run of the study."""
-  for label, flags in study['variants'].items():
-    for seed in study['seeds']:
+  """Yields (label, seed, workdir, Config) for every run, seed by seed."""
+  for seed in study['seeds']:
+    for label, flags in study['variants'].items():
       values = {**study.get('base', {}), **flags, **overrides, 'seed': seed}
+      source = values.get('init_from', '')
+      if source.startswith('@'):
+        if source[1:] not in study.get('pretrain', {}):
+          raise SystemExit(f'error: variant {label!r}: init_from={source} '
+                           'names no pretrain run of the study')
+        values['init_from'] = pretrain_dir(study, root, source[1:])
       workdir = os.path.join(root, study['name'], slug(label), f'seed{seed}')
       yield label, seed, workdir, Config(**values).validate()
 
@@ -73,37 +98,62 @@ def command_line(workdir: str, config: Config) -> str:
 
 def summarize(study: dict, root: str, overrides: dict) -> list[dict]:
   """Writes summary.{md,csv,png}; returns the rows."""
-  rows = []
+  rows, per_run = [], []
+  robust_sets = []
   for label in study['variants']:
-    accs = []
+    accs, robust = [], {}
     for _, seed, workdir, _ in runs({**study, 'variants': {
         label: study['variants'][label]}}, root, overrides):
       path = os.path.join(workdir, 'results.json')
       if os.path.exists(path):
         with open(path) as f:
-          accs.append(json.load(f)['final_test_accuracy'])
+          res = json.load(f)
+        accs.append(res['final_test_accuracy'])
+        per_run.append({'variant': label, 'seed': seed,
+                        'final_test_accuracy': res['final_test_accuracy'],
+                        'train_seconds': round(res['train_seconds'], 1),
+                        **{f'{n}_accuracy': a for n, a in
+                           res.get('robustness_accuracy', {}).items()}})
+        for name, acc in res.get('robustness_accuracy', {}).items():
+          robust.setdefault(name, []).append(acc)
+          if name not in robust_sets:
+            robust_sets.append(name)
     rows.append({
         'variant': label, 'runs': len(accs),
         'mean_test_accuracy': statistics.mean(accs) if accs else float('nan'),
         'std_test_accuracy': statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        **{f'mean_{n}_accuracy': statistics.mean(v) for n, v in robust.items()},
     })
+  for row in rows:  # Same columns in every row, for the CSV.
+    for name in robust_sets:
+      row.setdefault(f'mean_{name}_accuracy', float('nan'))
   out = os.path.join(root, study['name'])
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, 'summary.csv'), 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
+  with open(os.path.join(out, 'runs.csv'), 'w', newline='') as f:
+    fields = list(dict.fromkeys(k for r in per_run for k in r)) or ['variant']
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(per_run)
   base = {**study.get('base', {}), **overrides}
   lines = [f'# Study: {study["name"]}', '',
            f'Base flags: `{json.dumps(base, sort_keys=True)}`; seeds '
-           f'{study["seeds"]}; final test accuracy, mean ± std over seeds.', '',
-           '| variant | flags | runs | test accuracy (%) |',
-           '|---|---|---|---|']
+           f'{study["seeds"]}; final test accuracy, mean ± std over seeds'
+           + ('; then the mean accuracy on each robustness set '
+              '(mnist_flax/robustness.py).' if robust_sets else '.'), '',
+           '| variant | flags | runs | test accuracy (%) |'
+           + ''.join(f' {n} (%) |' for n in robust_sets),
+           '|---|---|---|---|' + '---|' * len(robust_sets)]
   for row in rows:
     flags = json.dumps(study['variants'][row['variant']], sort_keys=True)
     lines.append(f'| {row["variant"]} | `{flags}` | {row["runs"]} | '
                  f'{100 * row["mean_test_accuracy"]:.2f} ± '
-                 f'{100 * row["std_test_accuracy"]:.2f} |')
+                 f'{100 * row["std_test_accuracy"]:.2f} |'
+                 + ''.join(f' {100 * row[f"mean_{n}_accuracy"]:.2f} |'
+                           for n in robust_sets))
   with open(os.path.join(out, 'summary.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -121,6 +171,8 @@ def summarize(study: dict, root: str, overrides: dict) -> list[dict]:
   fig.tight_layout()
   fig.savefig(os.path.join(out, 'summary.png'), dpi=100)
   plt.close(fig)
+  if 'report' in study:
+    study['report'](rows, out)
   return rows
 
 
@@ -128,14 +180,18 @@ def run_study(path: str, root: str, overrides: dict,
               print_commands: bool = False) -> list[dict]:
   from mnist_flax import train  # pylint: disable=g-import-not-at-top
   study = load_study(path)
-  planned = list(runs(study, root, overrides))  # Every config valid, or stop.
-  for label, seed, workdir, config in planned:
+  # Every config is built (and valid) before anything trains; pretrain first.
+  planned = [(f'pretrain {name}', workdir, config)
+             for name, workdir, config in pretrain_runs(study, root, overrides)]
+  planned += [(f'{label} seed {seed}', workdir, config)
+              for label, seed, workdir, config in runs(study, root, overrides)]
+  for what, workdir, config in planned:
     if print_commands:
       print(command_line(workdir, config))
     elif os.path.exists(os.path.join(workdir, 'results.json')):
-      print(f'[skip] {label} seed {seed}: done', file=sys.stderr)
+      print(f'[skip] {what}: done', file=sys.stderr)
     else:
-      print(f'[run] {label} seed {seed} -> {workdir}', file=sys.stderr)
+      print(f'[run] {what} -> {workdir}', file=sys.stderr)
       os.makedirs(os.path.dirname(workdir), exist_ok=True)
       train.train_and_evaluate(config, workdir)
   return [] if print_commands else summarize(study, root, overrides)

@@ -59,7 +59,10 @@ class Checkpointer:
             state=ocp.args.StandardSave(state),
             history=ocp.args.JsonSave(history),
             meta=ocp.args.JsonSave({'fingerprint': fingerprint(state)})),
-        metrics={BEST_METRIC: history[-1][BEST_METRIC]})
+        # Epochs without a test evaluation are kept only while among the
+        # latest; the best is chosen among evaluated ones.
+        metrics=({BEST_METRIC: history[-1][BEST_METRIC]}
+                 if BEST_METRIC in history[-1] else None))
 
   def epochs(self) -> list[int]:
     return sorted(self._manager.all_steps())

@@ -31,7 +31,9 @@ class Config:
       'or tfds\'s default (~/tensorflow_datasets).')
   manual_dir: str = _field(
       '', 'Folder of already downloaded dataset files (offline or air-gapped '
-      'machines). tfds verifies their checksums as it does for downloads.')
+      'machines). tfds verifies their checksums as it does for downloads. '
+      '"{dataset}" in it is replaced by --dataset, so one value serves a '
+      'study over several datasets, e.g. ../shared/data/{dataset}.')
   verify_checksums: bool = _field(
       True, 'Check --manual_dir files against the checksums tfds registers. '
       'With --noverify_checksums the IDX files are parsed directly, so a '
@@ -63,6 +65,11 @@ class Config:
   head: str = _field(
       'flatten', 'Flatten the last feature map into Dense-64 (flatten), or '
       'global-average-pool it first (gap).', ('flatten', 'gap'))
+  conv_impl: str = _field(
+      'auto', 'How convs are computed (same parameters and sums): '
+      'lax.conv_general_dilated (lax) or one GEMM over 3x3 patches '
+      '(im2col). auto: im2col on CPU, where it is measured faster, lax on '
+      'GPU/TPU.', ('auto', 'lax', 'im2col'))
   dtype: str = _field(
       'float32', 'Compute dtype; params stay float32.',
       ('float32', 'bfloat16'))
@@ -108,11 +115,22 @@ class Config:
       'full', 'What trains: everything (full), the head and the last trunk '
       'block (head+last), or the head only (linear).',
       ('full', 'head+last', 'linear'))
+  reinit_head: bool = _field(
+      False, 'With --init_from, keep the fresh head even when its shape '
+      'matches the source\'s: a new task with as many classes (MNIST to '
+      'Fashion-MNIST) should not start from the old labels\' weights.')
   trunk_lr_scale: float = _field(
       1.0, 'Learning-rate multiplier for the trainable layers below the head.')
 
   # Evaluation and bookkeeping.
   eval_batch_size: int = _field(1000, 'Batch size for test-set evaluation.')
+  robustness_examples: int = _field(
+      10000, 'Test images in each robustness set (rotated, shifted, scaled, '
+      'noisy; see mnist_flax/robustness.py), scored after the last epoch. '
+      '0: none.')
+  eval_every: int = _field(
+      1, 'Evaluate on the test set every N epochs and after the last one; '
+      'short study runs use it to spend their budget on training.')
   checkpoints_to_keep: int = _field(
       3, 'Latest checkpoints kept (the best one is kept as well).')
   log_every_s: float = _field(
@@ -132,11 +150,13 @@ class Config:
       raise ConfigError(
           f'--arch={self.arch!r} is not valid; choose one of: '
           + ', '.join(sorted(models.MODELS)))
-    for name in ('batch_size', 'epochs', 'eval_batch_size',
+    for name in ('batch_size', 'epochs', 'eval_batch_size', 'eval_every',
                  'checkpoints_to_keep', 'scan_steps'):
       if getattr(self, name) <= 0:
         raise ConfigError(
             f'--{name} must be a positive integer, got {getattr(self, name)}')
+    if self.robustness_examples < 0:
+      raise ConfigError('--robustness_examples must be >= 0 (0 means none)')
     if self.train_examples < 0:
       raise ConfigError('--train_examples must be >= 0 (0 means all)')
     if not 0.0 <= self.dropout < 1.0:
@@ -193,6 +213,28 @@ class Config:
     if unknown:
       raise ConfigError(f'unknown config keys: {", ".join(unknown)}')
     return cls(**d)
+
+
+# Named recipes: `--preset=NAME` starts from these values; flags given on the
+# command line still override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The study's recipe: the Config defaults.
+    'seed': {},
+    # The fastest recipe to 99% test accuracy measured on the 2-core CPU
+    # (benchmarks/time_to_99.py): a quarter-width, 3-conv seed network with BN
+    # after every conv, batch 128, Nesterov with a one-cycle schedule, 2 epochs.
+    'speedrun': dict(width=0.25, depth=3, batchnorm='conv', dropout=0.0,
+                     batch_size=128, optimizer='nesterov', learning_rate=0.1,
+                     schedule='one-cycle', epochs=2, eval_every=2,
+                     robustness_examples=0),
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+  if name not in PRESETS:
+    raise ConfigError(f'--preset={name!r} is not valid; choose one of: '
+                      + ', '.join(PRESETS))
+  return PRESETS[name]
 
 
 # Fields that may differ between a run and its resumption without changing

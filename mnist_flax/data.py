@@ -41,13 +41,13 @@ class Dataset:
 
 def load(config) -> Dataset:
   """Loads config.dataset as arrays, applying --classes and --train_examples."""
-  if config.manual_dir and not config.verify_checksums:
-    ds = load_idx_folder(config.manual_dir)
+  manual_dir = config.manual_dir.replace('{dataset}', config.dataset)
+  if manual_dir and not config.verify_checksums:
+    ds = load_idx_folder(manual_dir)
   else:
-    if config.manual_dir:
-      check_manual_dir(config.dataset, config.manual_dir)
-    ds = load_tfds(config.dataset, config.data_dir or None,
-                   config.manual_dir or None)
+    if manual_dir:
+      check_manual_dir(config.dataset, manual_dir)
+    ds = load_tfds(config.dataset, config.data_dir or None, manual_dir or None)
   ds = select_classes(ds, config.class_list())
   if config.train_examples:
     if config.train_examples > len(ds.train_labels):

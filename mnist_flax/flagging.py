@@ -4,6 +4,7 @@ import dataclasses
 
 from absl import flags
 
+from mnist_flax import config as config_lib
 from mnist_flax.config import Config
 from mnist_flax.errors import ConfigError
 
@@ -13,6 +14,10 @@ _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
 
 def define_config_flags(flag_values=flags.FLAGS) -> None:
   """Defines one flag per Config field, with its default and help text."""
+  flags.DEFINE_string(
+      'preset', '', 'Start from a named recipe (' + ', '.join(
+          config_lib.PRESETS) + '); flags given as well override it.',
+      flag_values=flag_values)
   for f in dataclasses.fields(Config):
     help_text = f.metadata['help']
     if f.metadata.get('choices'):
@@ -23,6 +28,11 @@ def define_config_flags(flag_values=flags.FLAGS) -> None:
 def config_from_flags(flag_values=flags.FLAGS) -> Config:
   """The Config the parsed flags describe, validated."""
   values = {f.name: flag_values[f.name].value for f in dataclasses.fields(Config)}
+  if flag_values['preset'].value:
+    given = {n for n in values if flag_values[n].present}
+    values.update({k: v for k, v in
+                   config_lib.preset(flag_values['preset'].value).items()
+                   if k not in given})
   try:
     return Config(**values).validate()
   except TypeError as e:

@@ -18,6 +18,12 @@ allows is a field here (and a flag), not a copy of the code:
 Variants for the study's future work: width (a multiplier), depth (number of
 convs), and a global-average-pool head.
 
+How a conv is computed is a separate, result-preserving choice (conv_impl):
+'lax' is lax.conv_general_dilated; 'im2col' gathers the 3x3 patches and runs
+one matrix multiply, which XLA:CPU executes faster (forward and, above all,
+backward: see BENCHMARKS.md). Both hold the same parameters, so checkpoints
+move freely between them.
+
 The network returns logits; softmax lives in the loss and in predict.
 Initialisers follow Keras (Glorot-uniform kernels, zero biases; BN momentum 0.99,
 epsilon 1e-3), the framework the study used.
@@ -27,9 +33,59 @@ import functools
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 _KERNEL_INIT = nn.initializers.glorot_uniform()
+CONV_IMPLS = ('auto', 'lax', 'im2col')
+
+
+class Im2colConv(nn.Module):
+  """nn.Conv (stride 1, VALID or SAME) as one GEMM over gathered patches.
+
+  Same parameters and the same sums as nn.Conv. Its backward pass is a GEMM
+  for the kernel, a GEMM for the patches and pad-and-add for the input, which
+  XLA:CPU runs at GEMM speed; lax.conv's backward convolutions are slower
+  there, and much slower inside a loop body.
+  """
+
+  features: int
+  kernel_size: tuple[int, int] = (3, 3)
+  padding: str = 'VALID'
+  kernel_init: Callable[..., Any] = _KERNEL_INIT
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kh, kw = self.kernel_size
+    cin = x.shape[-1]
+    kernel = self.param('kernel', self.kernel_init,
+                        (kh, kw, cin, self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    if self.padding == 'SAME':
+      x = jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2),
+                      ((kw - 1) // 2, kw // 2), (0, 0)))
+    h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    # Patch layout (dy, dx, channel) matches the kernel's HWIO reshape.
+    patches = jnp.concatenate(
+        [x[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)],
+        axis=-1).astype(self.dtype)
+    y = patches @ kernel.reshape(kh * kw * cin, self.features).astype(
+        self.dtype)
+    return y + bias.astype(self.dtype)
+
+
+def max_pool_2x2(x):
+  """2x2/2 max-pool as reshape-and-max (floor on odd sizes, like VALID).
+
+  Same forward values as nn.max_pool; its gradient is a compare-and-select
+  rather than XLA's select-and-scatter, which is slow on CPU. Ties (only
+  exact zeros after ReLU, in practice) share the gradient, which the ReLU
+  then zeroes, so training is unchanged.
+  """
+  b, h, w, c = x.shape
+  x = x[:, :h // 2 * 2, :w // 2 * 2]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 class SeedCNN(nn.Module):
@@ -44,6 +100,7 @@ class SeedCNN(nn.Module):
   padding: str = 'VALID'
   width: float = 1.0
   head: str = 'flatten'
+  conv_impl: str = 'lax'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -52,8 +109,9 @@ class SeedCNN(nn.Module):
     norm = functools.partial(
         nn.BatchNorm, use_running_average=not train, momentum=0.99,
         epsilon=1e-3, dtype=self.dtype)
+    conv = Im2colConv if self.conv_impl == 'im2col' else nn.Conv
     for i, features in enumerate(self.features):
-      x = nn.Conv(max(1, round(features * self.width)), (3, 3),
+      x = conv(max(1, round(features * self.width)), (3, 3),
                   padding=self.padding, kernel_init=_KERNEL_INIT,
                   dtype=self.dtype, name=f'conv{i + 1}')(x)
       if self.batchnorm == 'conv':
@@ -61,7 +119,7 @@ class SeedCNN(nn.Module):
       if i == 0 or self.conv_activation == 'all':
         x = nn.relu(x)
       if i == 0:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(x)
     if self.head == 'gap':
       x = x.mean(axis=(1, 2))
     x = x.reshape((x.shape[0], -1))
@@ -82,6 +140,13 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def resolve_conv_impl(conv_impl: str) -> str:
+  """'auto' -> 'im2col' on CPU (measured faster there), 'lax' elsewhere."""
+  if conv_impl != 'auto':
+    return conv_impl
+  return 'im2col' if jax.default_backend() == 'cpu' else 'lax'
+
+
 def create_model(config, num_classes: int) -> nn.Module:
   """Builds config.arch with the ambiguity and width flags applied."""
   return MODELS[config.arch](
@@ -93,5 +158,6 @@ def create_model(config, num_classes: int) -> nn.Module:
       width=config.width,
       features=(32, 64, 128, 256, 512, 1024)[:config.depth],
       head=config.head,
+      conv_impl=resolve_conv_impl(config.conv_impl),
       dtype=jnp.dtype(config.dtype),
   )

@@ -37,7 +37,8 @@ def results(history: list[dict], labels: np.ndarray, preds: np.ndarray,
   """results.json: final and best accuracy, per-class accuracy, confusion."""
   cm = confusion_matrix(labels, preds, len(class_names))
   per_class = cm.diagonal() / np.maximum(cm.sum(axis=1), 1)
-  best = max(history, key=lambda r: r['test_accuracy'])
+  best = max((r for r in history if 'test_accuracy' in r),
+             key=lambda r: r['test_accuracy'])
   out = {
       'final_test_accuracy': float((labels == preds).mean()),
       'final_test_loss': history[-1]['test_loss'],
@@ -55,12 +56,12 @@ def results(history: list[dict], labels: np.ndarray, preds: np.ndarray,
 
 
 def plot_learning_curves(history: list[dict], path: str) -> None:
-  epochs = [r['epoch'] for r in history]
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
   for split in ('train', 'test'):
-    ax_loss.plot(epochs, [r[f'{split}_loss'] for r in history], 'o-',
-                 label=split)
-    ax_acc.plot(epochs, [100 * r[f'{split}_accuracy'] for r in history], 'o-',
+    rows = [r for r in history if f'{split}_loss' in r]  # See --eval_every.
+    epochs = [r['epoch'] for r in rows]
+    ax_loss.plot(epochs, [r[f'{split}_loss'] for r in rows], 'o-', label=split)
+    ax_acc.plot(epochs, [100 * r[f'{split}_accuracy'] for r in rows], 'o-',
                 label=split)
   ax_loss.set(xlabel='epoch', ylabel='cross-entropy', title='loss')
   ax_acc.set(xlabel='epoch', ylabel='accuracy (%)', title='accuracy')

@@ -32,6 +32,7 @@ from mnist_flax import data
 from mnist_flax import distributed
 from mnist_flax import models
 from mnist_flax import report
+from mnist_flax import robustness
 from mnist_flax import transfer
 from mnist_flax.config import Config
 from mnist_flax.config import semantic_diff
@@ -420,8 +421,9 @@ def train_and_evaluate(config: Config, workdir: str,
   else:
     start_epoch, history = 0, []
     if config.init_from:
+      skip = (transfer.HEAD,) if config.reinit_head else ()
       state = transfer.init_from(state, config.init_from,
-                                 workdir if primary else None)
+                                 workdir if primary else None, skip)
 
   # Every split goes to the devices once, as uint8; the test set is padded to
   # whole eval batches here so evaluation never reshapes.
@@ -464,9 +466,10 @@ def train_and_evaluate(config: Config, workdir: str,
                checkpointing.fingerprint(state), jax.process_index())
   if result is None:  # Everything was restored; evaluate the final state.
     result = run.evaluate(state)
+  robust = evaluate_robustness(state, ds, config, mesh)
   if not primary:
     return {}
-  return write_results(workdir, history, ds, result)
+  return write_results(workdir, history, ds, result, robust)
 
 
 class _EpochRunner:
@@ -524,24 +527,26 @@ class _EpochRunner:
       raise DivergenceError(
           f'training diverged ({value}) at epoch {epoch}, {where}; the last '
           f'good checkpoint (epoch {epoch - 1}) is kept in {ckpt.directory}')
-    result = self.evaluate(state)
     row = {
         'epoch': epoch,
         'train_loss': float(losses.mean()) if losses.size else float('nan'),
         'train_accuracy': float(sum(int(m['correct']) for m in step_metrics)
                                 / (steps * config.batch_size)),
-        'test_loss': result.loss,
-        'test_accuracy': result.accuracy,
-        'seconds': time.perf_counter() - start,
-        'train_images_per_s': steps * config.batch_size / train_seconds,
     }
+    result = None
+    if epoch % config.eval_every == 0 or epoch == config.epochs:
+      result = self.evaluate(state)
+      row.update(test_loss=result.loss, test_accuracy=result.accuracy)
+    row.update(seconds=time.perf_counter() - start,
+               train_images_per_s=steps * config.batch_size / train_seconds)
     if config.skip_nonfinite:
       row['skipped_steps'] = skipped
+    test = (f'test loss {row["test_loss"]:.4f} acc '
+            f'{100 * row["test_accuracy"]:.2f}%' if result else 'not evaluated')
     logging.info(
-        'epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
-        '%.1fs  %.0f img/s', epoch, config.epochs, row['train_loss'],
-        100 * row['train_accuracy'], row['test_loss'],
-        100 * row['test_accuracy'], row['seconds'], row['train_images_per_s'])
+        'epoch %d/%d  train loss %.4f acc %.2f%%  %s  %.1fs  %.0f img/s',
+        epoch, config.epochs, row['train_loss'], 100 * row['train_accuracy'],
+        test, row['seconds'], row['train_images_per_s'])
     return state, row, result
 
 
@@ -558,10 +563,31 @@ def _save_augment_preview(config: Config, ds: data.Dataset, workdir: str):
                          f'--augment={config.augment}')
 
 
+def evaluate_robustness(state, ds: data.Dataset, config: Config,
+                        mesh) -> dict[str, float]:
+  """Accuracy on each robustness set built from the first test images."""
+  n = min(config.robustness_examples, len(ds.test_labels))
+  if not n:
+    return {}
+  size = config.eval_batch_size
+  labels = distributed.put_replicated(
+      _pad_to_multiple(ds.test_labels[:n], size), mesh)
+  accuracy = {}
+  for name, images in robustness.build(ds.test_images[:n]).items():
+    images = distributed.put_replicated(_pad_to_multiple(images, size), mesh)
+    accuracy[name] = evaluate(state, images, labels, size, mesh, n).accuracy
+  logging.info('robustness (%d images each): %s', n, ', '.join(
+      f'{k} {100 * v:.2f}%' for k, v in accuracy.items()))
+  return accuracy
+
+
 def write_results(workdir: str, history: list[dict], ds: data.Dataset,
-                  result: EvalResult) -> dict:
+                  result: EvalResult, robust: dict[str, float] | None = None
+                  ) -> dict:
   """results.json and the PNG plots for the final state."""
-  res = report.results(history, ds.test_labels, result.preds, ds.class_names)
+  extra = {'robustness_accuracy': robust} if robust else None
+  res = report.results(history, ds.test_labels, result.preds, ds.class_names,
+                       extra)
   report.write_atomic(os.path.join(workdir, 'results.json'),
                       json.dumps(res, indent=2) + '\n')
   report.plot_learning_curves(history, os.path.join(workdir, 'curves.png'))

@@ -51,8 +51,12 @@ def _same_shapes(a, b) -> bool:
               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
 
 
-def init_from(state, workdir: str, out_dir: str | None = None):
+def init_from(state, workdir: str, out_dir: str | None = None,
+              skip: tuple[str, ...] = ()):
   """Returns `state` with the matching layers of run `workdir` loaded.
+
+  Layers named in `skip` (the head, with --reinit_head) keep their fresh
+  initialisation whatever their shapes.
 
   Writes what was loaded and what was re-initialised to out_dir/init_from.json.
   """
@@ -66,7 +70,8 @@ def init_from(state, workdir: str, out_dir: str | None = None):
   params, stats = dict(state.params), dict(state.batch_stats)
   loaded, fresh = [], []
   for name in params:
-    if name in src_params and _same_shapes(params[name], src_params[name]):
+    if (name not in skip and name in src_params and
+        _same_shapes(params[name], src_params[name])):
       params[name] = jax.tree.map(lambda new, old: old.astype(new.dtype),
                                   params[name], src_params[name])
       if name in stats and name in src_stats:

@@ -121,3 +121,13 @@ def test_real_mnist_files_pass_tfds_checksums():
   np.testing.assert_array_equal(
       np.bincount(ds.test_labels),
       [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+
+
+def test_manual_dir_names_its_dataset_with_a_placeholder(tmp_path):
+  write_idx_folder(tmp_path / 'mnist')
+  ds = data.load(Config(manual_dir=str(tmp_path / '{dataset}'),
+                        verify_checksums=False))
+  assert ds.train_images.shape == (96, 28, 28, 1)
+  with pytest.raises(DataError, match='fashion_mnist: no such folder'):
+    data.load(Config(dataset='fashion_mnist', verify_checksums=False,
+                     manual_dir=str(tmp_path / '{dataset}')))

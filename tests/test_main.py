@@ -35,6 +35,9 @@ def test_main_end_to_end_writes_every_artifact(tmp_path, idx_folder):
   assert set(rows[0]) >= {'train_loss', 'train_accuracy', 'test_loss',
                           'test_accuracy', 'seconds', 'train_images_per_s'}
   results = json.loads((workdir / 'results.json').read_text())
+  assert set(results['robustness_accuracy']) == {
+      'rotated', 'shifted', 'scaled', 'noisy'}
+  assert all(0 <= a <= 1 for a in results['robustness_accuracy'].values())
   assert len(results['confusion_matrix']) == 10
   assert sum(map(sum, results['confusion_matrix'])) == 40
   assert set(results['per_class_accuracy']) == {str(i) for i in range(10)}
@@ -50,6 +53,10 @@ def test_main_end_to_end_writes_every_artifact(tmp_path, idx_folder):
     ('--epochs=0', '--epochs must be a positive integer'),
     ('--batch_size=-4', '--batch_size must be a positive integer'),
     ('--dataset=cifar10', 'choose one of: mnist, fashion_mnist, kmnist'),
+    ('--preset=fastest', "--preset='fastest' is not valid; choose one of: "
+     'seed, speedrun'),
+    ('--conv_impl=fft', "--conv_impl='fft' is not valid"),
+    ('--eval_every=0', '--eval_every must be a positive integer'),
 ])
 def test_bad_flags_get_one_line_and_exit_2(tmp_path, flag, message):
   proc = run_main(f'--workdir={tmp_path / "run"}', flag)
@@ -73,3 +80,16 @@ def test_bad_data_exits_2_naming_the_file(tmp_path, idx_folder):
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith('error: ') and 'train-images-idx3-ubyte.gz' in last
   assert 'Traceback' not in proc.stderr
+
+
+def test_a_preset_sets_defaults_that_explicit_flags_override(tmp_path,
+                                                              idx_folder):
+  workdir = tmp_path / 'run'
+  proc = run_main(f'--workdir={workdir}', f'--manual_dir={idx_folder}',
+                  '--noverify_checksums', '--preset=speedrun', '--epochs=1',
+                  '--batch_size=16', '--eval_batch_size=8')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  config = json.loads((workdir / 'config.json').read_text())
+  assert (config['width'], config['depth'], config['optimizer']) == (
+      0.25, 3, 'nesterov')
+  assert (config['epochs'], config['batch_size']) == (1, 16)

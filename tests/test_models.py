@@ -89,3 +89,43 @@ def test_depth_sets_the_number_of_convs(depth, flat):
 def test_gap_head_pools_before_the_dense_layer():
   _, variables = _init(Config(head='gap'))
   assert variables['params']['dense1']['kernel'].shape == (512, 64)
+
+
+@pytest.mark.parametrize('padding', ['VALID', 'SAME'])
+@pytest.mark.parametrize('batchnorm', ['head', 'conv'])
+def test_im2col_convs_compute_what_lax_convs_compute(padding, batchnorm):
+  """Same parameters, same outputs and gradients: only the speed differs."""
+  x = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))
+  lax_model, variables = _init(Config(conv_impl='lax', padding=padding,
+                                      batchnorm=batchnorm))
+  im2col_model, im2col_variables = _init(Config(
+      conv_impl='im2col', padding=padding, batchnorm=batchnorm))
+  assert (jax.tree.map(jnp.shape, variables) ==
+          jax.tree.map(jnp.shape, im2col_variables))
+
+  def logits(model, params):
+    return model.apply({**variables, 'params': params}, x, train=False)
+
+  np.testing.assert_allclose(logits(im2col_model, variables['params']),
+                             logits(lax_model, variables['params']),
+                             atol=1e-5)
+  grads = [jax.grad(lambda p, m=m: logits(m, p).sum())(variables['params'])
+           for m in (lax_model, im2col_model)]
+  for name in ('conv1', 'conv3', 'conv5', 'dense1'):
+    np.testing.assert_allclose(grads[1][name]['kernel'],
+                               grads[0][name]['kernel'], rtol=1e-4,
+                               atol=1e-5 * float(jnp.abs(
+                                   grads[0][name]['kernel']).max()))
+
+
+def test_max_pool_2x2_matches_nn_max_pool():
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 13, 12, 3))
+  np.testing.assert_array_equal(models.max_pool_2x2(x),
+                                nn.max_pool(x, (2, 2), strides=(2, 2)))
+
+
+def test_auto_conv_impl_is_im2col_on_cpu_only():
+  expected = 'im2col' if jax.default_backend() == 'cpu' else 'lax'
+  assert models.resolve_conv_impl('auto') == expected
+  assert models.resolve_conv_impl('lax') == 'lax'

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -36,9 +37,13 @@ def test_runner_runs_skips_and_tabulates_a_tiny_grid(tmp_path, idx_folder):
   table = (out / 'summary.md').read_text()
   assert '| seed |' in table and '| no BN |' in table and ' ± ' in table
   csv_lines = (out / 'summary.csv').read_text().splitlines()
-  assert csv_lines[0] == 'variant,runs,mean_test_accuracy,std_test_accuracy'
+  assert csv_lines[0] == ('variant,runs,mean_test_accuracy,std_test_accuracy,'
+                          'mean_rotated_accuracy,mean_shifted_accuracy,'
+                          'mean_scaled_accuracy,mean_noisy_accuracy')
+  assert '| rotated (%) |' in table
   assert all(line.split(',')[1] == '2' for line in csv_lines[1:])
   assert (out / 'summary.png').stat().st_size > 0
+  assert len((out / 'runs.csv').read_text().splitlines()) == 1 + 4
   results = out / 'no_BN' / 'seed1' / 'results.json'
   mtime = results.stat().st_mtime
   again = _runner(*common)
@@ -48,7 +53,8 @@ def test_runner_runs_skips_and_tabulates_a_tiny_grid(tmp_path, idx_folder):
   commands = _runner(*common, '--print_commands').stdout.splitlines()
   assert len(commands) == 4
   assert all(c.startswith('python main.py --workdir=') for c in commands)
-  assert '--batchnorm=none' in commands[2] and '--seed=1' in commands[3]
+  # Seed by seed: every variant at seed 0, then at seed 1.
+  assert '--batchnorm=none' in commands[1] and '--seed=1' in commands[2]
 
 
 def test_runner_refuses_a_bad_flag_in_one_line(tmp_path):
@@ -58,3 +64,29 @@ def test_runner_refuses_a_bad_flag_in_one_line(tmp_path):
   proc = _runner(study, f'--root={tmp_path}')
   assert proc.returncode == 2
   assert "--batchnorm='sideways' is not valid" in proc.stderr.splitlines()[-1]
+
+
+def test_pretrain_runs_first_and_variants_start_from_them(tmp_path,
+                                                          idx_folder):
+  study = tmp_path / 'pre.py'
+  study.write_text('''
+STUDY = {
+    'name': 'pre',
+    'base': {'epochs': 1, 'width': 0.25, 'eval_batch_size': 8,
+             'log_every_s': 1000.0, 'robustness_examples': 0},
+    'pretrain': {'source': {'classes': '0,1,2,3,4'}},
+    'variants': {'scratch': {'classes': '5,6,7,8,9'},
+                 'transfer': {'classes': '5,6,7,8,9', 'init_from': '@source',
+                              'finetune': 'linear'}},
+    'seeds': [0],
+}
+''')
+  root = tmp_path / 'runs'
+  runner.run_study(str(study), str(root), {
+      'manual_dir': str(idx_folder), 'verify_checksums': False})
+  source = root / 'pre' / 'pretrain' / 'source'
+  assert (source / 'results.json').exists()
+  report = json.loads(
+      (root / 'pre' / 'transfer' / 'seed0' / 'init_from.json').read_text())
+  assert report['source'] == str(source.resolve())
+  assert not (root / 'pre' / 'scratch' / 'seed0' / 'init_from.json').exists()

@@ -236,3 +236,15 @@ def test_schedules_follow_their_shape():
   one_cycle = lr(schedule='one-cycle')
   assert float(one_cycle(30)) == pytest.approx(0.05, rel=1e-3)
   assert float(one_cycle(0)) < 0.01
+
+
+def test_eval_every_skips_test_evaluations_but_not_the_last(tmp_path,
+                                                            idx_folder):
+  config = tiny_config(idx_folder, epochs=3, eval_every=2, width=0.25,
+                       robustness_examples=0)
+  results = train.train_and_evaluate(config, str(tmp_path))
+  rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').open()]
+  assert ['test_accuracy' in r for r in rows] == [False, True, True]
+  assert results['best_epoch'] in (2, 3)
+  assert 'robustness_accuracy' not in results
+  assert (tmp_path / 'curves.png').stat().st_size > 0

@@ -75,3 +75,15 @@ def test_init_from_a_folder_without_a_run_is_refused(source, tmp_path):
     train.train_and_evaluate(
         tiny_config(folder, epochs=1, init_from=str(tmp_path)),
         str(tmp_path / 'run'))
+
+
+def test_reinit_head_keeps_a_fresh_head_of_the_same_shape(source):
+  root, folder, src = source
+  config = tiny_config(folder, epochs=1, width=0.25, reinit_head=True,
+                       finetune='linear', init_from=str(root / 'source'))
+  workdir = root / 'reinit'
+  train.train_and_evaluate(config, str(workdir))
+  report = json.loads((workdir / 'init_from.json').read_text())
+  assert report['reinitialized'] == ['head']
+  got = _state(workdir, config, 10)
+  assert _equal(got.params['conv1'], src.params['conv1'])  # Loaded, frozen.
