@@ -53,6 +53,8 @@ def tiny_config(manual_dir, **overrides) -> Config:
   """A config that trains in seconds on a write_idx_folder dataset."""
   defaults = dict(manual_dir=str(manual_dir), verify_checksums=False,
                   epochs=2, batch_size=16, eval_batch_size=16,
-                  log_every_s=1000.0)
+                  log_every_s=1000.0,
+                  # Scored by main.py's end-to-end test; skipped elsewhere.
+                  robustness_examples=0)
   defaults.update(overrides)
   return Config(**defaults)
