@@ -13,7 +13,8 @@ seed (so a study cut short has every variant at its first seeds); a run whose
 results.json exists is skipped and an interrupted one resumes from its
 checkpoint, so rerunning the command finishes a study. --print_commands prints
 one `python main.py ...` line per run instead, for a cluster launcher (the
-pretrain runs first).
+pretrain runs first); --summary_only tabulates the finished runs and trains
+nothing.
 
 Outputs in ROOT/NAME: summary.md and summary.csv (final test accuracy, mean and
 std over seeds, per variant, and the mean accuracy on each robustness set when
@@ -177,7 +178,8 @@ def summarize(study: dict, root: str, overrides: dict) -> list[dict]:
 
 
 def run_study(path: str, root: str, overrides: dict,
-              print_commands: bool = False) -> list[dict]:
+              print_commands: bool = False,
+              summary_only: bool = False) -> list[dict]:
   from mnist_flax import train  # pylint: disable=g-import-not-at-top
   study = load_study(path)
   # Every config is built (and valid) before anything trains; pretrain first.
@@ -186,6 +188,8 @@ def run_study(path: str, root: str, overrides: dict,
   planned += [(f'{label} seed {seed}', workdir, config)
               for label, seed, workdir, config in runs(study, root, overrides)]
   for what, workdir, config in planned:
+    if summary_only:
+      break
     if print_commands:
       print(command_line(workdir, config))
     elif os.path.exists(os.path.join(workdir, 'results.json')):
@@ -204,13 +208,16 @@ def main():
   parser.add_argument('--set', action='append', default=[], metavar='FLAG=V',
                       help='override a flag for every run (repeatable)')
   parser.add_argument('--print_commands', action='store_true')
+  parser.add_argument('--summary_only', action='store_true',
+                      help='only tabulate the runs that have finished')
   args = parser.parse_args()
   overrides = {}
   for item in args.set:
     name, _, value = item.partition('=')
     overrides[name] = _coerce(name, value)
   try:
-    rows = run_study(args.study, args.root, overrides, args.print_commands)
+    rows = run_study(args.study, args.root, overrides, args.print_commands,
+                     args.summary_only)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(e.exit_code)

@@ -48,6 +48,8 @@ def load(config) -> Dataset:
     if manual_dir:
       check_manual_dir(config.dataset, manual_dir)
     ds = load_tfds(config.dataset, config.data_dir or None, manual_dir or None)
+    if manual_dir:
+      check_prepared_matches(config.dataset, ds, manual_dir)
   ds = select_classes(ds, config.class_list())
   if config.train_examples:
     if config.train_examples > len(ds.train_labels):
@@ -94,6 +96,28 @@ def check_manual_dir(name: str, manual_dir: str) -> None:
           f'{want[:16]}... for {name}); the file is corrupt or not {name}')
 
 
+def check_prepared_matches(name: str, ds: Dataset, manual_dir: str) -> None:
+  """DataError unless the loaded test split holds manual_dir's test files.
+
+  Order-free (tfds shuffles when it prepares): the label counts and the sum of
+  all pixels. It catches a tfds folder prepared from other files, e.g. by
+  tfds versions whose extraction cache is keyed by file name alone, so that
+  fashion_mnist prepared after mnist from a manual_dir silently got MNIST.
+  """
+  images_file, labels_file = IDX_FILES['test']
+  images = idx.read_idx(os.path.join(manual_dir, images_file))
+  labels = idx.read_idx(os.path.join(manual_dir, labels_file))
+  same = (images.sum(dtype=np.int64) == ds.test_images.sum(dtype=np.int64) and
+          np.array_equal(np.bincount(labels, minlength=ds.num_classes),
+                         np.bincount(ds.test_labels,
+                                     minlength=ds.num_classes)))
+  if not same:
+    raise DataError(
+        f'the prepared tfds {name} does not hold the files of --manual_dir='
+        f'{manual_dir} (its test split differs); delete the prepared folder '
+        f'({name}/ under the tfds data_dir) and run again')
+
+
 def _hide_gpus_from_tensorflow() -> None:
   """tfds needs TensorFlow to prepare data; keep TF off the accelerators."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -110,9 +134,13 @@ def load_tfds(name: str, data_dir: str | None,
   _hide_gpus_from_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder(name, data_dir=data_dir)
+  # tfds extracts manual files to downloads/extracted/GZIP.<file name>, a name
+  # that mnist, fashion_mnist and kmnist share: give each dataset its own.
+  extract_dir = (os.path.join(builder.data_dir_root, 'downloads', 'extracted',
+                              name) if manual_dir else None)
   try:
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=manual_dir, extract_dir=extract_dir))
   except tfds.download.NonMatchingChecksumError as e:
     raise DataError(f'{name}: {str(e).splitlines()[0]}') from None
   except Exception as e:  # pylint: disable=broad-except

@@ -131,3 +131,15 @@ def test_manual_dir_names_its_dataset_with_a_placeholder(tmp_path):
   with pytest.raises(DataError, match='fashion_mnist: no such folder'):
     data.load(Config(dataset='fashion_mnist', verify_checksums=False,
                      manual_dir=str(tmp_path / '{dataset}')))
+
+
+def test_prepared_data_from_other_files_is_refused(tmp_path):
+  """The guard against tfds's name-keyed extraction cache (fashion_mnist
+  prepared after mnist silently held MNIST)."""
+  ours = write_idx_folder(tmp_path / 'ours')
+  other = write_idx_folder(tmp_path / 'other', seed=5)
+  ds = data.load_idx_folder(str(ours))
+  data.check_prepared_matches('fashion_mnist', ds, str(ours))
+  with pytest.raises(DataError, match='prepared tfds fashion_mnist does not '
+                     'hold the files of --manual_dir=.*other'):
+    data.check_prepared_matches('fashion_mnist', ds, str(other))
