@@ -135,7 +135,8 @@ def load_tfds(name: str, data_dir: str | None,
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder(name, data_dir=data_dir)
   # tfds extracts manual files to downloads/extracted/GZIP.<file name>, a name
-  # that mnist, fashion_mnist and kmnist share: give each dataset its own.
+  # that mnist, fashion_mnist and kmnist share, and reuses what it finds there
+  # (the collision of tensorflow/datasets#2267): give each dataset its own.
   extract_dir = (os.path.join(builder.data_dir_root, 'downloads', 'extracted',
                               name) if manual_dir else None)
   try:
