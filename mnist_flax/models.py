@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 
 _KERNEL_INIT = nn.initializers.glorot_uniform()
-CONV_IMPLS = ('auto', 'lax', 'im2col')
 
 
 class Im2colConv(nn.Module):
