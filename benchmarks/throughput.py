@@ -52,7 +52,8 @@ def bench_jax(steps: int, batch: int, dtype: str):
   return steps * batch / (time.perf_counter() - start), flops / batch
 
 
-def bench_keras(steps: int, batch: int, dtype: str):
+def keras_seed_model(dtype: str = 'float32'):
+  """The seed model and recipe in Keras 3: the peer the study was written in."""
   import os  # pylint: disable=g-import-not-at-top
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   import keras  # pylint: disable=g-import-not-at-top
@@ -73,6 +74,11 @@ def bench_keras(steps: int, batch: int, dtype: str):
   ])
   model.compile(optimizer=keras.optimizers.SGD(0.05),
                 loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+  return model
+
+
+def bench_keras(steps: int, batch: int, dtype: str):
+  model = keras_seed_model(dtype)
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (batch * steps, 28, 28, 1), dtype=np.uint8)
   y = rng.integers(0, 10, batch * steps)

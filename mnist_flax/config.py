@@ -93,6 +93,14 @@ class Config:
   batch_size: int = _field(16, 'Training batch size.')
   epochs: int = _field(30, 'Number of passes over the training set.')
   seed: int = _field(0, 'Seed for init, shuffling and dropout.')
+  num_models: int = _field(
+      1, 'Train K independent models in one jitted program (jax.vmap over '
+      'a stacked TrainState): model k has seed --seed+k (its own init, '
+      'shuffle and dropout). Metrics are per model; test_accuracy is the '
+      'ensemble\'s (the mean of the K softmaxes).')
+  learning_rates: str = _field(
+      '', 'With --num_models=K, a comma list of K learning rates, one per '
+      'model, in place of --learning_rate (the schedule shape is shared).')
 
   skip_nonfinite: bool = _field(
       False, 'Skip a step whose loss or gradients are NaN/Inf (and count it) '
@@ -151,7 +159,7 @@ class Config:
           f'--arch={self.arch!r} is not valid; choose one of: '
           + ', '.join(sorted(models.MODELS)))
     for name in ('batch_size', 'epochs', 'eval_batch_size', 'eval_every',
-                 'checkpoints_to_keep', 'scan_steps'):
+                 'checkpoints_to_keep', 'scan_steps', 'num_models'):
       if getattr(self, name) <= 0:
         raise ConfigError(
             f'--{name} must be a positive integer, got {getattr(self, name)}')
@@ -177,6 +185,9 @@ class Config:
     if self.width <= 0:
       raise ConfigError(f'--width must be positive, got {self.width}')
     self.class_list()  # Raises on a malformed --classes.
+    self.model_learning_rates()  # Raises on a malformed --learning_rates.
+    if self.num_models > 1 and self.init_from:
+      raise ConfigError('--init_from works with one model; use --num_models=1')
     from mnist_flax import augment  # pylint: disable=g-import-not-at-top
     augment.parse(self.augment)  # Raises listing the valid ops.
     return self
@@ -197,6 +208,25 @@ class Config:
     if any(not 0 <= c < 10 for c in labels):
       raise ConfigError(f'--classes={self.classes!r}: labels must be 0..9')
     return labels
+
+  def model_learning_rates(self) -> tuple[float, ...] | None:
+    """The --learning_rates list as floats, or None when not given."""
+    if not self.learning_rates:
+      return None
+    try:
+      rates = tuple(float(r) for r in self.learning_rates.split(','))
+    except ValueError:
+      raise ConfigError(f'--learning_rates={self.learning_rates!r} must be a '
+                        'comma list of numbers') from None
+    if self.num_models < 2 or len(rates) != self.num_models:
+      raise ConfigError(
+          f'--learning_rates={self.learning_rates!r} needs one rate per model: '
+          f'{len(rates)} rates for --num_models={self.num_models} (use '
+          '--learning_rate for a single model)')
+    if min(rates) <= 0:
+      raise ConfigError(
+          f'--learning_rates={self.learning_rates!r}: rates must be positive')
+    return rates
 
   @property
   def num_classes(self) -> int:

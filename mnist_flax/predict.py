@@ -68,8 +68,7 @@ def load_run(workdir: str, checkpoint: str = 'latest') -> Run:
     with open(results_path) as f:
       class_names = json.load(f).get('class_names', class_names)
   model = models.create_model(config, len(class_names))
-  target = train.create_train_state(config, model, jax.random.PRNGKey(0),
-                                    (*IMAGE_SHAPE, 1))
+  target = train.init_state(config, model, (*IMAGE_SHAPE, 1))
   ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
   try:
     if checkpoint == 'latest':
@@ -90,13 +89,16 @@ def load_run(workdir: str, checkpoint: str = 'latest') -> Run:
 
 
 class Predictor:
-  """A trained model restored from a workdir's checkpoint."""
+  """A trained model restored from a workdir's checkpoint; a workdir of
+  --num_models=K predicts with the K models' ensemble (their mean softmax)."""
 
-  def __init__(self, model, variables, class_names, batch_size: int = 1000):
+  def __init__(self, model, variables, class_names, batch_size: int = 1000,
+               num_models: int = 1):
     self.model = model
     self.variables = variables
     self.class_names = tuple(class_names)
     self.batch_size = batch_size
+    self.num_models = num_models
 
   @classmethod
   def from_workdir(cls, workdir: str, checkpoint: str = 'latest'):
@@ -104,15 +106,17 @@ class Predictor:
     run = load_run(workdir, checkpoint)
     variables = {'params': run.state.params,
                  'batch_stats': run.state.batch_stats}
-    return cls(run.model, variables, run.class_names)
+    return cls(run.model, variables, run.class_names,
+               num_models=run.config.num_models)
 
   @functools.cached_property
   def _proba(self):
-    @jax.jit
     def proba(variables, images):
       logits = self.model.apply(variables, train.normalize(images), train=False)
       return jax.nn.softmax(logits)
-    return proba
+    if self.num_models > 1:
+      return jax.jit(lambda v, x: jax.vmap(proba, (0, None))(v, x).mean(0))
+    return jax.jit(proba)
 
   def predict_proba(self, images: np.ndarray) -> np.ndarray:
     """uint8 [N, 28, 28] (white digit on black) -> probabilities [N, classes]."""

@@ -79,6 +79,10 @@ def _base_optimizer(config: Config, lr) -> optax.GradientTransformation:
                    nesterov=config.optimizer == 'nesterov')
   if config.weight_decay:
     tx = optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
+  if config.learning_rates:
+    # Each optimizer's update is linear in its rate, so a per-model factor
+    # on the update, held in the optimizer state, gives model k its rate.
+    tx = optax.chain(tx, optax.inject_hyperparams(optax.scale)(step_size=1.0))
   return tx
 
 
@@ -101,16 +105,46 @@ def make_optimizer(config: Config,
 
 
 def create_train_state(config: Config, model, key: jax.Array,
-                       image_shape: tuple[int, ...],
-                       total_steps: int = 1) -> TrainState:
+                       image_shape: tuple[int, ...], total_steps: int = 1,
+                       lr_scale: float | jax.Array = 1.0) -> TrainState:
+  """One model's TrainState; lr_scale is its rate over --learning_rate
+  (used with --learning_rates)."""
   init_key, dropout_key = jax.random.split(key)
   variables = model.init(init_key, jnp.zeros((1, *image_shape), jnp.float32),
                          train=False)
-  return TrainState.create(
+  state = TrainState.create(
       apply_fn=model.apply, params=variables['params'],
       batch_stats=variables.get('batch_stats', {}),
       tx=make_optimizer(config, total_steps), dropout_key=dropout_key,
       frozen=transfer.frozen_layers(config, variables['params']))
+  if config.learning_rates:
+    state = state.replace(opt_state=optax.tree_utils.tree_set(
+        state.opt_state, step_size=jnp.asarray(lr_scale, jnp.float32)))
+  return state
+
+
+def model_keys(config: Config) -> tuple[jax.Array, jax.Array]:
+  """(init keys, shuffle keys), one row per model: model k's come from
+  --seed+k, so model 0 of --num_models=K is the run of --num_models=1."""
+  keys = jnp.stack([jax.random.split(jax.random.PRNGKey(config.seed + k))
+                    for k in range(config.num_models)])
+  return keys[:, 0], keys[:, 1]
+
+
+def init_state(config: Config, model, image_shape: tuple[int, ...],
+               total_steps: int = 1, out_shardings=None) -> TrainState:
+  """The run's TrainState: one model's, or with --num_models=K the K models'
+  stacked on a leading axis (each leaf gets a first dimension of K)."""
+  init_keys, _ = model_keys(config)
+  create = functools.partial(create_train_state, config, model,
+                             image_shape=image_shape, total_steps=total_steps)
+  if config.num_models == 1:
+    return jax.jit(create, out_shardings=out_shardings)(init_keys[0])
+  rates = config.model_learning_rates()
+  scales = (np.asarray(rates, np.float32) / config.learning_rate if rates
+            else np.ones(config.num_models, np.float32))
+  return jax.jit(jax.vmap(lambda key, scale: create(key, lr_scale=scale)),
+                 out_shardings=out_shardings)(init_keys, scales)
 
 
 def normalize(images: jax.Array) -> jax.Array:
@@ -187,7 +221,7 @@ def _step_options(config: Config) -> tuple:
   come in through the TrainState), so runs that differ only in, say, the seed
   share one compiled step."""
   return (config.batch_size, config.skip_nonfinite, config.augment,
-          config.label_smoothing)
+          config.label_smoothing, config.num_models)
 
 
 def _batch_step(mesh, options: tuple):
@@ -196,8 +230,10 @@ def _batch_step(mesh, options: tuple):
   The training set is replicated on every device; the batch indices are
   sharded over the mesh, so each device gathers and computes its own slice of
   the global batch, and XLA averages gradients and BN statistics across them.
+  With several models the step is vmapped over the stacked states and their
+  permutations; the data is shared.
   """
-  size, skip_nonfinite, augment_spec, label_smoothing = options
+  size, skip_nonfinite, augment_spec, label_smoothing, num_models = options
   batch = distributed.batch_sharded(mesh)
 
   def step(state, images, labels, order, index):
@@ -206,6 +242,8 @@ def _batch_step(mesh, options: tuple):
     return train_step(state, images[idx], labels[idx], skip_nonfinite,
                       augment_spec, label_smoothing)
 
+  if num_models > 1:
+    return jax.vmap(step, in_axes=(0, None, None, 0, None))
   return step
 
 
@@ -253,31 +291,38 @@ def resolve_loop(loop: str) -> str:
 
 
 @functools.lru_cache
-def make_eval_step(mesh, batch_size: int):
-  """Jitted eval_step on batch `index`; outputs replicated for the host."""
+def make_eval_step(mesh, batch_size: int, num_models: int = 1):
+  """Jitted eval_step on batch `index`; outputs replicated for the host.
+  With several models, vmapped over the stacked states: outputs get a
+  leading model axis."""
   batch = distributed.batch_sharded(mesh)
 
-  @functools.partial(jax.jit, out_shardings=distributed.replicated(mesh))
   def step(state, images, labels, index):
     x = jax.lax.dynamic_slice_in_dim(images, index * batch_size, batch_size)
     y = jax.lax.dynamic_slice_in_dim(labels, index * batch_size, batch_size)
     x = jax.lax.with_sharding_constraint(x, batch)
     return eval_step(state, x, jax.lax.with_sharding_constraint(y, batch))
 
-  return step
+  if num_models > 1:
+    step = jax.vmap(step, in_axes=(0, None, None, None))
+  return jax.jit(step, out_shardings=distributed.replicated(mesh))
 
 
 @dataclasses.dataclass
 class EvalResult:
+  """A test-set evaluation; with several models, of their ensemble (the
+  mean of their softmaxes), plus each model's own loss and accuracy."""
   loss: float
   accuracy: float
   preds: np.ndarray       # (N,) predicted class
   confidence: np.ndarray  # (N,) softmax probability of the predicted class
+  model_loss: list[float] | None = None
+  model_accuracy: list[float] | None = None
 
 
 def evaluate(state: TrainState, images: jax.Array, labels: jax.Array,
-             batch_size: int, mesh=None,
-             num_examples: int | None = None) -> EvalResult:
+             batch_size: int, mesh=None, num_examples: int | None = None,
+             num_models: int = 1) -> EvalResult:
   """Evaluates the first `num_examples` (default: all) in batches.
 
   If the arrays are not a multiple of batch_size they are padded here; the
@@ -289,17 +334,28 @@ def evaluate(state: TrainState, images: jax.Array, labels: jax.Array,
     pad = batch_size - labels.shape[0] % batch_size
     images = jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1))
     labels = jnp.pad(labels, (0, pad))
-  step = make_eval_step(mesh, batch_size)
+  step = make_eval_step(mesh, batch_size, num_models)
   outs = [step(state, images, labels, i)
           for i in range(labels.shape[0] // batch_size)]
-  loss = np.concatenate([np.asarray(o['loss']) for o in outs])[:n]
-  logits = np.concatenate([np.asarray(o['logits']) for o in outs])[:n]
-  probs = np.asarray(jax.nn.softmax(logits))
-  preds = probs.argmax(-1)
+  # Example axis last but one: (N, C) for one model, (K, N, C) for K.
+  loss = np.concatenate([np.asarray(o['loss']) for o in outs], -1)[..., :n]
+  logits = np.concatenate([np.asarray(o['logits']) for o in outs], -2)
+  probs = np.asarray(jax.nn.softmax(logits[..., :n, :]))
   labels = np.asarray(labels)[:n]
-  return EvalResult(loss=float(loss.mean()),
-                    accuracy=float((preds == labels).mean()),
-                    preds=preds, confidence=probs.max(-1))
+  if num_models == 1:
+    preds = probs.argmax(-1)
+    return EvalResult(loss=float(loss.mean()),
+                      accuracy=float((preds == labels).mean()),
+                      preds=preds, confidence=probs.max(-1))
+  ensemble = probs.mean(0)
+  preds = ensemble.argmax(-1)
+  nll = -np.log(np.maximum(ensemble[np.arange(n), labels], 1e-30))
+  return EvalResult(
+      loss=float(nll.mean()), accuracy=float((preds == labels).mean()),
+      preds=preds, confidence=ensemble.max(-1),
+      model_loss=[float(x) for x in loss.mean(-1)],
+      model_accuracy=[float(x) for x in
+                      (probs.argmax(-1) == labels).mean(-1)])
 
 
 def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
@@ -400,16 +456,13 @@ def train_and_evaluate(config: Config, workdir: str,
     raise ConfigError(f'--batch_size={config.batch_size} exceeds the '
                       f'{n_train} training examples')
   model = models.create_model(config, ds.num_classes)
-  init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  replicated = distributed.replicated(mesh)
-  state = jax.jit(
-      functools.partial(create_train_state, config, model,
-                        image_shape=ds.train_images.shape[1:],
-                        total_steps=steps * config.epochs),
-      out_shardings=replicated)(np.asarray(init_key))
-  logging.info('model %s: %d parameters; %d devices, %d per step each',
-               config.arch, sum(x.size for x in jax.tree.leaves(state.params)),
-               mesh.devices.size, config.batch_size // mesh.devices.size)
+  state = init_state(config, model, ds.train_images.shape[1:],
+                     steps * config.epochs, distributed.replicated(mesh))
+  logging.info('model %s: %d parameters (%d models); %d devices, %d per step '
+               'each', config.arch,
+               sum(x.size for x in jax.tree.leaves(state.params)),
+               config.num_models, mesh.devices.size,
+               config.batch_size // mesh.devices.size)
 
   ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
   restored = ckpt.restore_latest(state)
@@ -435,7 +488,7 @@ def train_and_evaluate(config: Config, workdir: str,
       test_labels=distributed.put_replicated(
           _pad_to_multiple(ds.test_labels, config.eval_batch_size), mesh),
       class_names=ds.class_names)
-  run = _EpochRunner(config, mesh, shuffle_key, dev, len(ds.test_labels))
+  run = _EpochRunner(config, mesh, dev, len(ds.test_labels))
   if primary and augment.parse(config.augment):
     _save_augment_preview(config, ds, workdir)
 
@@ -452,7 +505,10 @@ def train_and_evaluate(config: Config, workdir: str,
       if primary:
         report.write_metrics(workdir, history)
         for name, value in row.items():
-          if name != 'epoch':
+          if isinstance(value, list):  # Per model: one curve each.
+            for k, v in enumerate(value):
+              writer.scalar(f'{name}/{k}', v, epoch)
+          elif name != 'epoch':
             writer.scalar(name, value, epoch)
         writer.flush()
   finally:
@@ -469,28 +525,32 @@ def train_and_evaluate(config: Config, workdir: str,
   robust = evaluate_robustness(state, ds, config, mesh)
   if not primary:
     return {}
-  return write_results(workdir, history, ds, result, robust)
+  return write_results(workdir, history, ds, result, robust,
+                       config.num_models)
 
 
 class _EpochRunner:
   """One epoch: shuffle, the jitted steps, checks, evaluation, a metrics row."""
 
-  def __init__(self, config: Config, mesh, shuffle_key, dev: data.Dataset,
-               num_test: int):
+  def __init__(self, config: Config, mesh, dev: data.Dataset, num_test: int):
     self.config, self.mesh, self.dev, self.num_test = config, mesh, dev, num_test
-    self.shuffle_key = np.asarray(shuffle_key)
+    shuffle_keys = np.asarray(model_keys(config)[1])
+    self.shuffle_key = shuffle_keys if config.num_models > 1 else shuffle_keys[0]
     self.n_train = dev.train_labels.shape[0]
     self.steps = self.n_train // config.batch_size
     self.step_fn = make_train_step(mesh, config)
     self.loop = resolve_loop(config.loop)
-    self.order_fn = jax.jit(
-        lambda key, epoch: jax.random.permutation(
-            jax.random.fold_in(key, epoch), self.n_train),
-        out_shardings=distributed.replicated(mesh))
+    permutation = lambda key, epoch: jax.random.permutation(
+        jax.random.fold_in(key, epoch), self.n_train)
+    if config.num_models > 1:
+      permutation = jax.vmap(permutation, in_axes=(0, None))
+    self.order_fn = jax.jit(permutation,
+                            out_shardings=distributed.replicated(mesh))
 
   def evaluate(self, state) -> EvalResult:
     return evaluate(state, self.dev.test_images, self.dev.test_labels,
-                    self.config.eval_batch_size, self.mesh, self.num_test)
+                    self.config.eval_batch_size, self.mesh, self.num_test,
+                    self.config.num_models)
 
   def epoch(self, state, epoch: int, ckpt):
     config, steps = self.config, self.steps
@@ -513,32 +573,43 @@ class _EpochRunner:
         progress.maybe_log(first + n, step_metrics, config.epochs - epoch)
     step_metrics = _per_step(jax.device_get(step_metrics), self.loop)
     train_seconds = time.perf_counter() - start
-    losses = np.array([m['loss'] for m in step_metrics])
-    skipped = sum(int(m.get('skipped', 0)) for m in step_metrics)
+    # (steps, models): every model's loss and correct count at every step.
+    losses = np.array([m['loss'] for m in step_metrics]).reshape(steps, -1)
+    correct = np.array([m['correct'] for m in step_metrics]).reshape(steps, -1)
+    skipped = int(sum(np.sum(m.get('skipped', 0)) for m in step_metrics))
     if skipped:
       logging.warning('epoch %d: skipped %d of %d steps with a non-finite '
-                      'loss or update', epoch, skipped, steps)
-      losses = losses[np.isfinite(losses)]
-    bad = None if config.skip_nonfinite else _first_nonfinite(losses)
+                      'loss or update', epoch, skipped,
+                      steps * config.num_models)
+    bad = (None if config.skip_nonfinite
+           else _first_nonfinite(losses.max(axis=1)))
     if bad is not None or not bool(_params_finite(state.params)):
       ckpt.wait()
       where = f'step {bad + 1}' if bad is not None else 'its end'
-      value = losses[bad] if bad is not None else 'non-finite params'
+      value = losses[bad].max() if bad is not None else 'non-finite params'
       raise DivergenceError(
           f'training diverged ({value}) at epoch {epoch}, {where}; the last '
           f'good checkpoint (epoch {epoch - 1}) is kept in {ckpt.directory}')
-    row = {
-        'epoch': epoch,
-        'train_loss': float(losses.mean()) if losses.size else float('nan'),
-        'train_accuracy': float(sum(int(m['correct']) for m in step_metrics)
-                                / (steps * config.batch_size)),
-    }
+    finite = np.isfinite(losses)  # Skipped steps do not count.
+    with np.errstate(invalid='ignore'):
+      model_loss = np.where(finite, losses, 0).sum(0) / finite.sum(0)
+    model_accuracy = correct.sum(0) / (steps * config.batch_size)
+    row = {'epoch': epoch, 'train_loss': float(model_loss.mean()),
+           'train_accuracy': float(model_accuracy.mean())}
+    if config.num_models > 1:  # Above: the means over models.
+      row.update(model_train_loss=model_loss.tolist(),
+                 model_train_accuracy=model_accuracy.tolist())
     result = None
     if epoch % config.eval_every == 0 or epoch == config.epochs:
       result = self.evaluate(state)
       row.update(test_loss=result.loss, test_accuracy=result.accuracy)
+      if config.num_models > 1:
+        row.update(model_test_loss=result.model_loss,
+                   model_test_accuracy=result.model_accuracy)
+    # Images/s counts every model's images.
     row.update(seconds=time.perf_counter() - start,
-               train_images_per_s=steps * config.batch_size / train_seconds)
+               train_images_per_s=(steps * config.batch_size *
+                                   config.num_models / train_seconds))
     if config.skip_nonfinite:
       row['skipped_steps'] = skipped
     test = (f'test loss {row["test_loss"]:.4f} acc '
@@ -575,17 +646,25 @@ def evaluate_robustness(state, ds: data.Dataset, config: Config,
   accuracy = {}
   for name, images in robustness.build(ds.test_images[:n]).items():
     images = distributed.put_replicated(_pad_to_multiple(images, size), mesh)
-    accuracy[name] = evaluate(state, images, labels, size, mesh, n).accuracy
+    accuracy[name] = evaluate(state, images, labels, size, mesh, n,
+                              config.num_models).accuracy
   logging.info('robustness (%d images each): %s', n, ', '.join(
       f'{k} {100 * v:.2f}%' for k, v in accuracy.items()))
   return accuracy
 
 
 def write_results(workdir: str, history: list[dict], ds: data.Dataset,
-                  result: EvalResult, robust: dict[str, float] | None = None
-                  ) -> dict:
-  """results.json and the PNG plots for the final state."""
-  extra = {'robustness_accuracy': robust} if robust else None
+                  result: EvalResult, robust: dict[str, float] | None = None,
+                  num_models: int = 1) -> dict:
+  """results.json and the PNG plots for the final state (with several
+  models, the ensemble's, plus each model's final accuracy)."""
+  extra = {'robustness_accuracy': robust} if robust else {}
+  if num_models > 1:
+    extra.update(num_models=num_models,
+                 model_final_test_accuracy=result.model_accuracy,
+                 model_mean_test_accuracy=float(np.mean(result.model_accuracy)),
+                 model_std_test_accuracy=float(np.std(result.model_accuracy,
+                                                      ddof=1)))
   res = report.results(history, ds.test_labels, result.preds, ds.class_names,
                        extra)
   report.write_atomic(os.path.join(workdir, 'results.json'),
