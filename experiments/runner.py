@@ -14,7 +14,11 @@ results.json exists is skipped and an interrupted one resumes from its
 checkpoint, so rerunning the command finishes a study. --print_commands prints
 one `python main.py ...` line per run instead, for a cluster launcher (the
 pretrain runs first); --summary_only tabulates the finished runs and trains
-nothing.
+nothing. --pack_seeds trains each variant's seeds (consecutive, as in every
+study here) as one run of `--num_models=len(seeds)` in
+ROOT/NAME/<variant>/seeds<first>-<last>, each model scored on its own: the
+way to fill an accelerator at batch 16 (on the 2-core CPU it is slower than
+one run per seed; see BENCHMARKS.md).
 
 Outputs in ROOT/NAME: summary.md and summary.csv (final test accuracy, mean and
 std over seeds, per variant, and the mean accuracy on each robustness set when
@@ -88,6 +92,46 @@ def runs(study: dict, root: str, overrides: dict):
       yield label, seed, workdir, Config(**values).validate()
 
 
+def packed_runs(study: dict, root: str, overrides: dict):
+  """Yields (label, seeds, workdir, Config): one --num_models run a variant."""
+  seeds = list(study['seeds'])
+  if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+    raise SystemExit(f'error: --pack_seeds needs consecutive seeds, the '
+                     f'study has {seeds}')
+  for label, _, workdir, config in runs(
+      {**study, 'seeds': seeds[:1]}, root, overrides):
+    workdir = os.path.join(os.path.dirname(workdir),
+                           f'seeds{seeds[0]}-{seeds[-1]}')
+    yield label, seeds, workdir, dataclasses.replace(
+        config, num_models=len(seeds)).validate()
+
+
+def seed_results(study: dict, root: str, overrides: dict, label: str):
+  """(seed, results.json) of each finished seed of a variant; a packed run's
+  models count as its seeds, with their own accuracies."""
+  one = {**study, 'variants': {label: study['variants'][label]}}
+  found = {}
+  for _, seed, workdir, _ in runs(one, root, overrides):
+    path = os.path.join(workdir, 'results.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        found[seed] = json.load(f)
+  seeds = list(study['seeds'])
+  if not found and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+    for _, seeds, workdir, _ in packed_runs(one, root, overrides):
+      path = os.path.join(workdir, 'results.json')
+      if os.path.exists(path):
+        with open(path) as f:
+          res = json.load(f)
+        robust = res.get('model_robustness_accuracy', {})
+        for k, seed in enumerate(seeds):
+          found[seed] = {
+              'final_test_accuracy': res['model_final_test_accuracy'][k],
+              'train_seconds': res['train_seconds'] / len(seeds),
+              'robustness_accuracy': {n: a[k] for n, a in robust.items()}}
+  return sorted(found.items())
+
+
 def command_line(workdir: str, config: Config) -> str:
   default = Config()
   flags = [f'--workdir={workdir}'] + [
@@ -103,22 +147,17 @@ def summarize(study: dict, root: str, overrides: dict) -> list[dict]:
   robust_sets = []
   for label in study['variants']:
     accs, robust = [], {}
-    for _, seed, workdir, _ in runs({**study, 'variants': {
-        label: study['variants'][label]}}, root, overrides):
-      path = os.path.join(workdir, 'results.json')
-      if os.path.exists(path):
-        with open(path) as f:
-          res = json.load(f)
-        accs.append(res['final_test_accuracy'])
-        per_run.append({'variant': label, 'seed': seed,
-                        'final_test_accuracy': res['final_test_accuracy'],
-                        'train_seconds': round(res['train_seconds'], 1),
-                        **{f'{n}_accuracy': a for n, a in
-                           res.get('robustness_accuracy', {}).items()}})
-        for name, acc in res.get('robustness_accuracy', {}).items():
-          robust.setdefault(name, []).append(acc)
-          if name not in robust_sets:
-            robust_sets.append(name)
+    for seed, res in seed_results(study, root, overrides, label):
+      accs.append(res['final_test_accuracy'])
+      per_run.append({'variant': label, 'seed': seed,
+                      'final_test_accuracy': res['final_test_accuracy'],
+                      'train_seconds': round(res['train_seconds'], 1),
+                      **{f'{n}_accuracy': a for n, a in
+                         res.get('robustness_accuracy', {}).items()}})
+      for name, acc in res.get('robustness_accuracy', {}).items():
+        robust.setdefault(name, []).append(acc)
+        if name not in robust_sets:
+          robust_sets.append(name)
     rows.append({
         'variant': label, 'runs': len(accs),
         'mean_test_accuracy': statistics.mean(accs) if accs else float('nan'),
@@ -178,15 +217,20 @@ def summarize(study: dict, root: str, overrides: dict) -> list[dict]:
 
 
 def run_study(path: str, root: str, overrides: dict,
-              print_commands: bool = False,
-              summary_only: bool = False) -> list[dict]:
+              print_commands: bool = False, summary_only: bool = False,
+              pack_seeds: bool = False) -> list[dict]:
   from mnist_flax import train  # pylint: disable=g-import-not-at-top
   study = load_study(path)
   # Every config is built (and valid) before anything trains; pretrain first.
   planned = [(f'pretrain {name}', workdir, config)
              for name, workdir, config in pretrain_runs(study, root, overrides)]
-  planned += [(f'{label} seed {seed}', workdir, config)
-              for label, seed, workdir, config in runs(study, root, overrides)]
+  if pack_seeds:
+    planned += [(f'{label} seeds {seeds}', workdir, config) for
+                label, seeds, workdir, config in packed_runs(study, root,
+                                                             overrides)]
+  else:
+    planned += [(f'{label} seed {seed}', workdir, config) for
+                label, seed, workdir, config in runs(study, root, overrides)]
   for what, workdir, config in planned:
     if summary_only:
       break
@@ -210,6 +254,9 @@ def main():
   parser.add_argument('--print_commands', action='store_true')
   parser.add_argument('--summary_only', action='store_true',
                       help='only tabulate the runs that have finished')
+  parser.add_argument('--pack_seeds', action='store_true',
+                      help="train each variant's seeds as one --num_models "
+                      'run (for accelerators)')
   args = parser.parse_args()
   overrides = {}
   for item in args.set:
@@ -217,7 +264,7 @@ def main():
     overrides[name] = _coerce(name, value)
   try:
     rows = run_study(args.study, args.root, overrides, args.print_commands,
-                     args.summary_only)
+                     args.summary_only, args.pack_seeds)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(e.exit_code)

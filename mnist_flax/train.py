@@ -635,36 +635,43 @@ def _save_augment_preview(config: Config, ds: data.Dataset, workdir: str):
 
 
 def evaluate_robustness(state, ds: data.Dataset, config: Config,
-                        mesh) -> dict[str, float]:
-  """Accuracy on each robustness set built from the first test images."""
+                        mesh) -> dict[str, EvalResult]:
+  """Each robustness set, built from the first test images, evaluated."""
   n = min(config.robustness_examples, len(ds.test_labels))
   if not n:
     return {}
   size = config.eval_batch_size
   labels = distributed.put_replicated(
       _pad_to_multiple(ds.test_labels[:n], size), mesh)
-  accuracy = {}
+  results = {}
   for name, images in robustness.build(ds.test_images[:n]).items():
     images = distributed.put_replicated(_pad_to_multiple(images, size), mesh)
-    accuracy[name] = evaluate(state, images, labels, size, mesh, n,
-                              config.num_models).accuracy
+    results[name] = evaluate(state, images, labels, size, mesh, n,
+                             config.num_models)
   logging.info('robustness (%d images each): %s', n, ', '.join(
-      f'{k} {100 * v:.2f}%' for k, v in accuracy.items()))
-  return accuracy
+      f'{k} {100 * v.accuracy:.2f}%' for k, v in results.items()))
+  return results
 
 
 def write_results(workdir: str, history: list[dict], ds: data.Dataset,
-                  result: EvalResult, robust: dict[str, float] | None = None,
+                  result: EvalResult,
+                  robust: dict[str, EvalResult] | None = None,
                   num_models: int = 1) -> dict:
   """results.json and the PNG plots for the final state (with several
-  models, the ensemble's, plus each model's final accuracy)."""
-  extra = {'robustness_accuracy': robust} if robust else {}
+  models, the ensemble's, plus each model's own accuracies)."""
+  robust = robust or {}
+  extra = {}
+  if robust:
+    extra['robustness_accuracy'] = {k: r.accuracy for k, r in robust.items()}
   if num_models > 1:
     extra.update(num_models=num_models,
                  model_final_test_accuracy=result.model_accuracy,
                  model_mean_test_accuracy=float(np.mean(result.model_accuracy)),
                  model_std_test_accuracy=float(np.std(result.model_accuracy,
                                                       ddof=1)))
+    if robust:
+      extra['model_robustness_accuracy'] = {
+          k: r.model_accuracy for k, r in robust.items()}
   res = report.results(history, ds.test_labels, result.preds, ds.class_names,
                        extra)
   report.write_atomic(os.path.join(workdir, 'results.json'),

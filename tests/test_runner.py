@@ -90,3 +90,25 @@ STUDY = {
       (root / 'pre' / 'transfer' / 'seed0' / 'init_from.json').read_text())
   assert report['source'] == str(source.resolve())
   assert not (root / 'pre' / 'scratch' / 'seed0' / 'init_from.json').exists()
+
+
+def test_pack_seeds_trains_a_variant_as_one_num_models_run(tmp_path,
+                                                           idx_folder):
+  study = tmp_path / 'tiny.py'
+  study.write_text(STUDY)
+  root = tmp_path / 'runs'
+  rows = runner.run_study(str(study), str(root), {
+      'manual_dir': str(idx_folder), 'verify_checksums': False,
+      'robustness_examples': 8}, pack_seeds=True)
+  packed = root / 'tiny' / 'no_BN' / 'seeds0-1'
+  config = json.loads((packed / 'config.json').read_text())
+  assert (config['num_models'], config['seed']) == (2, 0)
+  assert not (root / 'tiny' / 'no_BN' / 'seed0').exists()
+  res = json.loads((packed / 'results.json').read_text())
+  # Each model counts as its seed's run, with its own accuracies.
+  row = {r['variant']: r for r in rows}['no BN']
+  assert row['runs'] == 2
+  assert row['mean_test_accuracy'] == (
+      sum(res['model_final_test_accuracy']) / 2)
+  assert row['mean_rotated_accuracy'] == (
+      sum(res['model_robustness_accuracy']['rotated']) / 2)
