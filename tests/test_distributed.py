@@ -41,11 +41,10 @@ def _finish(proc):
   return err
 
 
-def _params(workdir, data):
-  config = Config(manual_dir=str(data), width=0.25)
+def _params(workdir, data, num_models=1):
+  config = Config(manual_dir=str(data), width=0.25, num_models=num_models)
   model = models.create_model(config, 10)
-  target = train.create_train_state(config, model, jax.random.PRNGKey(0),
-                                    (28, 28, 1))
+  target = train.init_state(config, model, (28, 28, 1))
   ckpt = checkpointing.Checkpointer(str(workdir))
   epoch, state, history = ckpt.restore_latest(target)
   ckpt.close()
@@ -82,6 +81,20 @@ def test_eight_virtual_devices_match_one_device(single_device):
   err = _finish(_main(root / 'eight', data, devices=8))
   assert '8 devices, 2 per step each' in err
   _assert_close(_params(root / 'eight', data), reference)
+
+
+def test_num_models_over_devices_matches_one_model_on_one(single_device):
+  # vmap over models inside the data-parallel step: model 0 of K=2 on two
+  # devices is the one-model run on one device.
+  root, data, reference = single_device
+  err = _finish(_main(root / 'models', data, devices=2,
+                      extra=['--num_models=2']))
+  assert '(2 models); 2 devices, 8 per step each' in err
+  epoch, state, history = _params(root / 'models', data, num_models=2)
+  first = jax.tree.map(lambda x: x[0], state)
+  rows = [{**r, 'train_loss': r['model_train_loss'][0],
+           'test_loss': r['model_test_loss'][0]} for r in history]
+  _assert_close((epoch, first, rows), reference)
 
 
 def test_batch_that_does_not_divide_the_devices_is_refused(single_device):
