@@ -15,6 +15,8 @@ STUDY = {
         'noise(0.1)': {'augment': 'noise(0.1)'},
         # The geometric ops in one resampling: the combination to beat.
         'affine(2,12,0.1)': {'augment': 'affine(2,12,0.1)'},
+        # The two best single ops of the first 24 runs, together.
+        'shift(2),elastic(34,4)': {'augment': 'shift(2),elastic(34,4)'},
     },
     'seeds': [0, 1, 2],
 }
