@@ -30,14 +30,13 @@ def ensemble(workdirs: list[str]) -> dict[str, float]:
   with open(os.path.join(workdirs[0], 'config.json')) as f:
     config = Config.from_dict(json.load(f))
   ds = data.load(config)
-  images = ds.test_images[..., 0]
-  sets = {'test': images}
-  sets.update({name: x[:config.robustness_examples] for name, x in
-               robustness.build(images[:config.robustness_examples]).items()})
+  n = config.robustness_examples
+  sets = {'test': ds.test_images}
+  sets.update(robustness.build(ds.test_images[:n]))
   predictors = [Predictor.from_workdir(w) for w in workdirs]
   out = {}
   for name, x in sets.items():
-    probs = np.mean([p.predict_proba(x) for p in predictors], axis=0)
+    probs = np.mean([p.predict_proba(x[..., 0]) for p in predictors], axis=0)
     out[name] = float((probs.argmax(-1) == ds.test_labels[:len(x)]).mean())
   return out
 
