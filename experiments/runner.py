@@ -92,10 +92,15 @@ def runs(study: dict, root: str, overrides: dict):
       yield label, seed, workdir, Config(**values).validate()
 
 
+def _consecutive(seeds: list[int]) -> bool:
+  """--num_models=K trains seeds s..s+K-1, so only such lists can be packed."""
+  return seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+
+
 def packed_runs(study: dict, root: str, overrides: dict):
   """Yields (label, seeds, workdir, Config): one --num_models run a variant."""
   seeds = list(study['seeds'])
-  if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+  if not _consecutive(seeds):
     raise SystemExit(f'error: --pack_seeds needs consecutive seeds, the '
                      f'study has {seeds}')
   for label, _, workdir, config in runs(
@@ -116,8 +121,7 @@ def seed_results(study: dict, root: str, overrides: dict, label: str):
     if os.path.exists(path):
       with open(path) as f:
         found[seed] = json.load(f)
-  seeds = list(study['seeds'])
-  if not found and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+  if not found and _consecutive(list(study['seeds'])):
     for _, seeds, workdir, _ in packed_runs(one, root, overrides):
       path = os.path.join(workdir, 'results.json')
       if os.path.exists(path):
