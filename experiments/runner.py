@@ -261,7 +261,12 @@ def main():
   parser.add_argument('--pack_seeds', action='store_true',
                       help="train each variant's seeds as one --num_models "
                       'run (for accelerators)')
+  parser.add_argument('--keep_freed_memory', action='store_true',
+                      help="as main.py's flag: for big-batch studies on CPU")
   args = parser.parse_args()
+  if args.keep_freed_memory:
+    from mnist_flax import hostmem  # pylint: disable=g-import-not-at-top
+    hostmem.keep_freed_memory()  # Before JAX starts its threads.
   overrides = {}
   for item in args.set:
     name, _, value = item.partition('=')

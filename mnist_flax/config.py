@@ -139,6 +139,10 @@ class Config:
   eval_every: int = _field(
       1, 'Evaluate on the test set every N epochs and after the last one; '
       'short study runs use it to spend their budget on training.')
+  tensorboard: bool = _field(
+      True, 'Write TensorBoard event files. They need TensorFlow, whose '
+      'import costs about 4 s of start-up on a 2-core CPU; metrics.jsonl has '
+      'the same numbers.')
   checkpoints_to_keep: int = _field(
       3, 'Latest checkpoints kept (the best one is kept as well).')
   log_every_s: float = _field(
@@ -253,10 +257,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The fastest recipe to 99% test accuracy measured on the 2-core CPU
     # (benchmarks/time_to_99.py): a quarter-width, 3-conv seed network with BN
     # after every conv, batch 128, Nesterov with a one-cycle schedule, 2 epochs.
+    # No TensorBoard files (metrics.jsonl has the numbers): they would import
+    # TensorFlow, about 4 s of its start-up.
     'speedrun': dict(width=0.25, depth=3, batchnorm='conv', dropout=0.0,
                      batch_size=128, optimizer='nesterov', learning_rate=0.1,
                      schedule='one-cycle', epochs=2, eval_every=2,
-                     robustness_examples=0),
+                     robustness_examples=0, tensorboard=False),
     # The best single model measured here (experiments/best.py): a half-width,
     # 4-conv seed network with BN after every conv, trained for 15 epochs on
     # on-device affine augmentation (shift 2 px, rotate 12 deg, scale 10%) with
@@ -277,9 +283,11 @@ def preset(name: str) -> dict[str, Any]:
 
 
 # Fields that may differ between a run and its resumption without changing
-# any result: where the data lives and how often progress is printed.
+# any result: where the data lives, how often progress is printed, and
+# whether TensorBoard files are written.
 NON_SEMANTIC_FIELDS = frozenset(
-    {'data_dir', 'manual_dir', 'verify_checksums', 'log_every_s'})
+    {'data_dir', 'manual_dir', 'verify_checksums', 'log_every_s',
+     'tensorboard'})
 
 
 def semantic_diff(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:

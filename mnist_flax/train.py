@@ -493,7 +493,7 @@ def train_and_evaluate(config: Config, workdir: str,
     _save_augment_preview(config, ds, workdir)
 
   writer = None
-  if primary:
+  if primary and config.tensorboard:
     from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
     writer = tensorboard.SummaryWriter(workdir)  # Imports TF: keep it local.
   try:
@@ -504,6 +504,7 @@ def train_and_evaluate(config: Config, workdir: str,
       ckpt.save(epoch, state, history)
       if primary:
         report.write_metrics(workdir, history)
+      if writer:
         for name, value in row.items():
           if isinstance(value, list):  # Per model: one curve each.
             for k, v in enumerate(value):

@@ -1,4 +1,5 @@
 import gzip
+import os
 
 import numpy as np
 import pytest
@@ -143,3 +144,60 @@ def test_prepared_data_from_other_files_is_refused(tmp_path):
   with pytest.raises(DataError, match='prepared tfds fashion_mnist does not '
                      'hold the files of --manual_dir=.*other'):
     data.check_prepared_matches('fashion_mnist', ds, str(other))
+
+
+def _fake_prepared_folder(folder, name='mnist'):
+  """What tfds leaves after preparing: dataset_info.json and record files."""
+  folder.mkdir(parents=True)
+  for f in ('dataset_info.json', f'{name}-train.tfrecord-00000-of-00001',
+            f'{name}-test.tfrecord-00000-of-00001'):
+    (folder / f).write_bytes(b'x')
+  return folder
+
+
+def _tiny_dataset(seed=0):
+  (tr, trl), (te, tel) = synthetic_digits(12, seed), synthetic_digits(5, seed + 1)
+  return data.Dataset(tr[..., None], trl.astype(np.int32), te[..., None],
+                      tel.astype(np.int32), tuple('abcdefghij'))
+
+
+def test_array_cache_round_trips_and_follows_the_prepared_files(tmp_path):
+  folder = _fake_prepared_folder(tmp_path / 'mnist' / '3.0.1')
+  ds = _tiny_dataset()
+  data._write_array_cache(str(folder), 'mnist', ds)
+  got = data._read_array_cache(str(folder), 'mnist')
+  for field in ('train_images', 'train_labels', 'test_images', 'test_labels'):
+    np.testing.assert_array_equal(getattr(got, field), getattr(ds, field))
+    assert getattr(got, field).dtype == getattr(ds, field).dtype
+  assert got.class_names == ds.class_names
+  assert sorted(p.name for p in folder.iterdir()) == sorted(
+      ['dataset_info.json', 'mnist-train.tfrecord-00000-of-00001',
+       'mnist-test.tfrecord-00000-of-00001', data.ARRAY_CACHE])
+  # tfds prepares the folder again: the cache no longer describes it.
+  (folder / 'mnist-train.tfrecord-00000-of-00001').write_bytes(b'yy')
+  assert data._read_array_cache(str(folder), 'mnist') is None
+
+
+def test_array_cache_is_not_used_for_an_unprepared_folder(tmp_path):
+  folder = tmp_path / 'mnist' / '3.0.1'
+  folder.mkdir(parents=True)
+  (folder / 'dataset_info.json').write_bytes(b'x')  # Metadata only (mock_data).
+  data._write_array_cache(str(folder), 'mnist', _tiny_dataset())
+  assert not (folder / data.ARRAY_CACHE).exists()
+  assert data._read_array_cache(str(tmp_path / 'missing'), 'mnist') is None
+
+
+def test_a_corrupt_array_cache_is_ignored(tmp_path):
+  folder = _fake_prepared_folder(tmp_path / 'p')
+  data._write_array_cache(str(folder), 'mnist', _tiny_dataset())
+  cache = folder / data.ARRAY_CACHE
+  cache.write_bytes(cache.read_bytes()[:300])
+  assert data._read_array_cache(str(folder), 'mnist') is None
+
+
+def test_mock_data_neither_reads_nor_writes_the_array_cache(tmp_path):
+  with tfds.testing.mock_data(num_examples=7):
+    folder = tfds.builder('mnist').data_dir
+    ds = data.load(Config())
+  assert ds.train_images.shape == (7, 28, 28, 1)
+  assert not os.path.exists(os.path.join(folder, data.ARRAY_CACHE))

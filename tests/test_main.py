@@ -13,9 +13,10 @@ ARTIFACTS = ('config.json', 'metrics.jsonl', 'results.json', 'curves.png',
              'confusion.png', 'misclassified.png')
 
 
-def run_main(*args, timeout=300):
+def run_main(*args, timeout=300, python_options=()):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', JAX_PLATFORMS='cpu')
-  return subprocess.run([sys.executable, str(REPO / 'main.py'), *args],
+  return subprocess.run([sys.executable, *python_options, str(REPO / 'main.py'),
+                         *args],
                         capture_output=True, text=True, timeout=timeout,
                         env=env, cwd=REPO)
 
@@ -45,6 +46,21 @@ def test_main_end_to_end_writes_every_artifact(tmp_path, idx_folder):
   assert config['epochs'] == 2 and config['learning_rate'] == 0.05
   # Progress inside each epoch, not silence.
   assert 'img/s  ETA epoch' in proc.stderr
+
+
+def test_notensorboard_run_never_imports_tensorflow(tmp_path, idx_folder):
+  workdir = tmp_path / 'run'
+  proc = run_main(f'--workdir={workdir}', f'--manual_dir={idx_folder}',
+                  '--noverify_checksums', '--epochs=1', '--eval_batch_size=16',
+                  '--robustness_examples=0', '--notensorboard',
+                  '--keep_freed_memory', python_options=('-X', 'importtime'))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  imported = [line.rsplit('|', 1)[-1].strip() for line in
+              proc.stderr.splitlines() if line.startswith('import time:')]
+  assert 'jax' in imported  # The importtime listing is there...
+  assert 'tensorflow' not in imported  # ...and TensorFlow is not in it.
+  assert not list(workdir.glob('events.out.tfevents.*'))
+  assert (workdir / 'results.json').exists()
 
 
 @pytest.mark.parametrize('flag, message', [
