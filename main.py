@@ -34,8 +34,8 @@ _KEEP_FREED_MEMORY = flags.DEFINE_bool(
     'keep_freed_memory', False, 'Linux: have glibc malloc keep freed memory '
     'in one heap, so that XLA:CPU temporaries above 32 MiB (big batches, '
     'e.g. --preset=best) are reused instead of page-faulted in at every '
-    'step. Measured 1.4-1.5x faster there, 0.84x on small steps '
-    '(benchmarks/host_malloc.py, BENCHMARKS.md).')
+    'step. Measured 1.4-1.6x faster there (and for --num_models=4), 0.92x '
+    'on the seed step at batch 16 (benchmarks/host_malloc.py, BENCHMARKS.md).')
 flagging.define_config_flags()
 
 

@@ -1,7 +1,7 @@
 """Does training K models in one vmapped program beat K sequential runs?
 
     python benchmarks/multi_model_vmap.py [--num_models=4] [--steps=40]
-                                          [--repeats=2]
+                                          [--repeats=2] [--keep_freed_memory]
 
 The measurement behind #3's --num_models. Both sides use the project's real
 code path (train.init_state and train.make_train_step on device-resident data,
@@ -9,6 +9,9 @@ the seed model at batch 16, each model with its own init and its own shuffle):
 K models one after another, one jitted step each, versus one jitted step of
 --num_models=K, which vmaps the step over the K stacked states. Prints images/s
 of each and the ratio, per repeat, side by side in one process.
+--keep_freed_memory applies hostmem.keep_freed_memory() to the whole process
+first (main.py's flag of the same name): K stacked models have K times the
+step's temporaries, which can cross glibc's mmap threshold (host_malloc.py).
 """
 
 import argparse
@@ -20,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnist_flax import distributed
+from mnist_flax import hostmem
 from mnist_flax import models
 from mnist_flax import train
 from mnist_flax.config import Config
@@ -31,7 +35,10 @@ def main():
   parser.add_argument('--steps', type=int, default=40)
   parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--batch_size', type=int, default=16)
+  parser.add_argument('--keep_freed_memory', action='store_true')
   args = parser.parse_args()
+  if args.keep_freed_memory and not hostmem.keep_freed_memory():
+    raise SystemExit('--keep_freed_memory: not available here (glibc only)')
   k, steps, b = args.num_models, args.steps, args.batch_size
   single_config = Config(batch_size=b)
   multi_config = Config(batch_size=b, num_models=k)
@@ -56,7 +63,8 @@ def main():
     jax.block_until_ready(state)
     return time.perf_counter() - start
 
-  print(f'{jax.default_backend()}: {k} seed models, {steps} steps of {b}')
+  print(f'{jax.default_backend()}: {k} seed models, {steps} steps of {b}'
+        f'{", freed memory kept" if args.keep_freed_memory else ""}')
   for r in range(args.repeats):
     sequential = sum(
         timed(single, train.init_state(dataclasses.replace(

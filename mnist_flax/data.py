@@ -9,7 +9,7 @@ files. Their names and SHA-256 sums come from tfds's own registry, and tfds
 verifies them again while preparing, exactly as for a download.
 
 Reading a prepared split back through tf.data costs TensorFlow's import and a
-PNG decode per image (about 12 s for MNIST on a 2-core CPU). So the decoded
+PNG decode per image (5-12 s for MNIST on a 2-core CPU). So the decoded
 arrays are also saved once, as ARRAY_CACHE in the prepared dataset's own
 folder, tagged with that folder's file names, sizes and mtimes; later runs
 load them in a fraction of a second without importing TensorFlow. If tfds

@@ -4,11 +4,11 @@ XLA:CPU allocates an executable's temporaries as one buffer per call, through
 malloc. glibc serves any block above its mmap threshold (32 MiB at most) with
 a fresh mmap and unmaps it on free, so every call touches brand-new pages: the
 `best` preset's step (83 MiB of temporaries at batch 128) took 21,000 page
-faults a step and ran 1.47x faster without them (BENCHMARKS.md,
+faults a step and ran 1.54x faster without them (BENCHMARKS.md,
 `python benchmarks/host_malloc.py`). Serving every block from one heap that is
 never trimmed turns the faults into plain reuse. The costs: the process keeps
 its peak heap until it exits, and every thread shares one malloc lock, which
-made the small speedrun step (31 MiB, no faults to save) 16% slower. Hence
+made the seed step at batch 16 (28 MiB, no faults to save) 8% slower. Hence
 main.py's --keep_freed_memory is off by default.
 """
 
