@@ -32,7 +32,7 @@ print(len(ds.train_labels), len(ds.test_labels),
 """
 
 
-def _run(args) -> tuple[float, str]:
+def _run(args) -> tuple[float, list[str]]:
   code = CHILD.format(dataset=args.dataset, data_dir=args.data_dir,
                       manual_dir=args.manual_dir)
   start = time.perf_counter()
