@@ -6,21 +6,30 @@ Every field of mnist_flax.config.Config is a flag of the same name; see
 
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from mnist_flax import console
 
-from mnist_flax import distributed
-from mnist_flax import flagging
-from mnist_flax import hostmem
-from mnist_flax import train
-from mnist_flax.errors import UserError
+console.quiet_defaults()  # Before TensorFlow or jaxlib are imported.
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, '
-                               'metrics, results and plots.', required=True)
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+from absl import logging  # pylint: disable=g-import-not-at-top
+
+from mnist_flax import distributed  # pylint: disable=g-import-not-at-top
+from mnist_flax import flagging  # pylint: disable=g-import-not-at-top
+from mnist_flax import hostmem  # pylint: disable=g-import-not-at-top
+from mnist_flax import train  # pylint: disable=g-import-not-at-top
+from mnist_flax.errors import UserError  # pylint: disable=g-import-not-at-top
+
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Run directory: checkpoints, metrics, results and plots '
+    '(created with its parent folders).', required=True)
 _RESTART = flags.DEFINE_bool(
     'restart', False, 'If --workdir holds a run of another config, move it '
     'aside and start over instead of refusing.')
+_VERBOSE = flags.DEFINE_bool(
+    'verbose', False, 'Show every library\'s INFO lines in absl\'s format '
+    '(as --verbosity=1 does); by default the terminal shows this project\'s '
+    'lines and warnings.')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', '', 'host:port of process 0, for a multi-process '
     'run started by hand (with --num_processes and --process_id).')
@@ -33,22 +42,16 @@ _MULTIHOST = flags.DEFINE_bool(
 _KEEP_FREED_MEMORY = flags.DEFINE_bool(
     'keep_freed_memory', False, 'Linux: have glibc malloc keep freed memory '
     'in one heap, so that XLA:CPU temporaries above 32 MiB (big batches, '
-    'e.g. --preset=best) are reused instead of page-faulted in at every '
-    'step. Measured 1.4-1.6x faster there (and for --num_models=4), 0.92x '
-    'on the seed step at batch 16 (benchmarks/host_malloc.py, BENCHMARKS.md).')
+    'e.g. --preset=best, or --num_models) are reused instead of '
+    'page-faulted in at every step. Opt-in: it helps big batches and slows '
+    'small ones (benchmarks/host_malloc.py measures both).')
 flagging.define_config_flags()
-
-
-def _quiet_library_info(record) -> bool:
-  """Keeps orbax's per-save INFO lines out of the progress output."""
-  return record.levelno > logging.converter.STANDARD_INFO or (
-      '/orbax/' not in record.pathname)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  logging.get_absl_handler().addFilter(_quiet_library_info)
+  console.configure(verbose=_VERBOSE.value or flags.FLAGS.verbosity >= 1)
   if _KEEP_FREED_MEMORY.value:
     hostmem.keep_freed_memory()  # Before JAX starts its threads.
   try:

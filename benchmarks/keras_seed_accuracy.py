@@ -3,7 +3,7 @@
     python benchmarks/keras_seed_accuracy.py --manual_dir=../shared/data/mnist \
         [--seeds=0,1,2,3,4] [--epochs=1]
 
-#2's 1-epoch bar (98.5%) comes from one Keras run of the seed recipe. This
+A single run's 1-epoch accuracy is one draw of a spread. This
 trains the same model and recipe in Keras (benchmarks/throughput.py's
 keras_seed_model: SGD 0.05, batch 16, shuffled each epoch) on the MNIST IDX
 files once per seed and prints the test accuracy after each epoch, so that the

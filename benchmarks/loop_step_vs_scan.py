@@ -3,8 +3,8 @@
     python benchmarks/loop_step_vs_scan.py [--steps=40] [--batch_size=16]
                                            [--conv_impls=lax,im2col]
 
-Times the project's two training loops (train.make_train_step, one jitted call
-per step; train.make_train_scan, `steps` steps in one lax.scan) on the seed
+Times the project's two training loops (steps.make_train_step, one jitted call
+per step; steps.make_train_scan, `steps` steps in one lax.scan) on the seed
 model with each --conv_impl, side by side in one process, and lists the
 dimension labels of every convolution in each optimized HLO module. XLA:CPU
 runs a convolution through Eigen's fast kernel only in the canonical form
@@ -23,7 +23,8 @@ import numpy as np
 
 from mnist_flax import distributed
 from mnist_flax import models
-from mnist_flax import train
+from mnist_flax import state as state_lib
+from mnist_flax import steps
 from mnist_flax.config import Config
 
 
@@ -61,11 +62,11 @@ def measure(b: int, k: int, conv_impl: str) -> dict[str, float]:
                                       mesh)
   order = distributed.put_replicated(np.arange(n, dtype=np.int32), mesh)
   state = jax.device_put(
-      train.create_train_state(config, models.create_model(config, 10),
+      state_lib.create_train_state(config, models.create_model(config, 10),
                                jax.random.PRNGKey(0), (28, 28, 1)),
       distributed.replicated(mesh))
-  step = train.make_train_step(mesh, config)
-  scan = train.make_train_scan(mesh, config, k)
+  step = steps.make_train_step(mesh, config)
+  scan = steps.make_train_scan(mesh, config, k)
   for name, fn in (('step', step), ('scan', scan)):
     forms = conv_forms(fn.lower(state, images, labels, order, 0).compile())
     print(f'{conv_impl} {name}: convolution forms in the optimized HLO: '

@@ -3,8 +3,8 @@
     python benchmarks/multi_model_vmap.py [--num_models=4] [--steps=40]
                                           [--repeats=2] [--keep_freed_memory]
 
-The measurement behind #3's --num_models. Both sides use the project's real
-code path (train.init_state and train.make_train_step on device-resident data,
+The measurement behind --num_models. Both sides use the project's real
+code path (state.init_state and steps.make_train_step on device-resident data,
 the seed model at batch 16, each model with its own init and its own shuffle):
 K models one after another, one jitted step each, versus one jitted step of
 --num_models=K, which vmaps the step over the K stacked states. Prints images/s
@@ -25,7 +25,8 @@ import numpy as np
 from mnist_flax import distributed
 from mnist_flax import hostmem
 from mnist_flax import models
-from mnist_flax import train
+from mnist_flax import state as state_lib
+from mnist_flax import steps as steps_lib
 from mnist_flax.config import Config
 
 
@@ -50,8 +51,8 @@ def main():
   labels = jnp.asarray(rng.integers(0, 10, n).astype(np.int32))
   orders = jnp.stack([jnp.asarray(rng.permutation(n).astype(np.int32))
                       for _ in range(k)])
-  single = train.make_train_step(mesh, single_config)
-  multi = train.make_train_step(mesh, multi_config)
+  single = steps_lib.make_train_step(mesh, single_config)
+  multi = steps_lib.make_train_step(mesh, multi_config)
 
   def timed(fn, state, order):
     for i in range(3):  # Compile and warm up.
@@ -67,10 +68,10 @@ def main():
         f'{", freed memory kept" if args.keep_freed_memory else ""}')
   for r in range(args.repeats):
     sequential = sum(
-        timed(single, train.init_state(dataclasses.replace(
+        timed(single, state_lib.init_state(dataclasses.replace(
             single_config, seed=i), model, (28, 28, 1)), orders[i])
         for i in range(k))
-    vmapped = timed(multi, train.init_state(multi_config, model, (28, 28, 1)),
+    vmapped = timed(multi, state_lib.init_state(multi_config, model, (28, 28, 1)),
                     orders)
     print(f'repeat {r + 1}: sequential {k * steps * b / sequential:.0f} img/s, '
           f'vmapped {k * steps * b / vmapped:.0f} img/s, '

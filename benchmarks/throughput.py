@@ -9,7 +9,7 @@ warm-up that includes compilation. Frameworks alternate within each repeat and
 the median over repeats is reported, with the ratio of this project to each
 peer and the share of a GEMM peak measured in the same invocation. The JAX
 figure goes through the project's real training step
-(mnist_flax.train.make_train_step on device-resident data), not a copy.
+(mnist_flax.steps.make_train_step on device-resident data), not a copy.
 PyTorch is optional (`pip install -e '.[bench]'`); missing peers are skipped.
 """
 
@@ -24,17 +24,17 @@ import numpy as np
 
 
 def measure_train_step(config, steps: int, warmup: int = 20) -> dict:
-  """The project's real training step (train.make_train_step) on random data.
+  """The project's real training step (steps.make_train_step) on random data.
 
   Returns img/s after `warmup` steps (compilation included there), XLA's
   FLOP count per image and the host's page faults per step.
   """
   import resource  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from mnist_flax import distributed, models, train  # pylint: disable=g-import-not-at-top
+  from mnist_flax import distributed, models, state as state_lib, steps  # pylint: disable=g-import-not-at-top
   batch = config.batch_size
   mesh = distributed.make_mesh()
-  state = train.create_train_state(config, models.create_model(config, 10),
+  state = state_lib.create_train_state(config, models.create_model(config, 10),
                                    jax.random.PRNGKey(0), (28, 28, 1))
   state = jax.device_put(state, distributed.replicated(mesh))
   rng = np.random.default_rng(0)
@@ -44,7 +44,7 @@ def measure_train_step(config, steps: int, warmup: int = 20) -> dict:
   labels = distributed.put_replicated(
       rng.integers(0, 10, n).astype(np.int32), mesh)
   order = distributed.put_replicated(np.arange(n, dtype=np.int32), mesh)
-  step = train.make_train_step(mesh, config)
+  step = steps.make_train_step(mesh, config)
   flops = step.lower(state, images, labels, order, 0).compile().cost_analysis()
   flops = flops.get('flops', 0.0) if isinstance(flops, dict) else 0.0
   for i in range(warmup):

@@ -3,7 +3,7 @@
     python experiments/runner.py experiments/best.py --root=runs/studies \
         '--set=manual_dir=../shared/data/{dataset}'
 
-#4's goal: at least 99.7% test accuracy for a single model (mean of 3 seeds)
+The goal: at least 99.7% test accuracy for a single model (mean of 3 seeds)
 and at least 99.8% for an ensemble of 5. The recipe is config.PRESETS['best'];
 its budget is in the preset's comment. Besides the runner's summary (each seed
 alone, clean and robustness sets), writes best.md: the mean of seeds 0-2 and of
@@ -25,10 +25,9 @@ def ensemble(workdirs: list[str]) -> dict[str, float]:
   """Accuracy of the runs' mean softmax on the test set and robustness sets."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from mnist_flax import data, robustness  # pylint: disable=g-import-not-at-top
-  from mnist_flax.config import Config  # pylint: disable=g-import-not-at-top
   from mnist_flax.predict import Predictor  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(workdirs[0], 'config.json')) as f:
-    config = Config.from_dict(json.load(f))
+  from mnist_flax import workdir  # pylint: disable=g-import-not-at-top
+  config = workdir.read_config(workdirs[0])
   ds = data.load(config)
   n = config.robustness_examples
   sets = {'test': ds.test_images}

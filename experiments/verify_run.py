@@ -8,15 +8,13 @@ results.json. Exits 1 if they disagree.
 """
 
 import dataclasses
-import json
-import os
 import sys
 
 from absl import app
 from absl import flags
 
 from mnist_flax import data
-from mnist_flax.config import Config
+from mnist_flax import workdir
 from mnist_flax.predict import Predictor
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Finished run.', required=True)
@@ -26,14 +24,12 @@ _DATA_DIR = flags.DEFINE_string('data_dir', '', 'As for main.py.')
 
 def main(argv):
   del argv
-  with open(os.path.join(_WORKDIR.value, 'config.json')) as f:
-    config = Config.from_dict(json.load(f))
+  config = workdir.read_config(_WORKDIR.value)
   config = dataclasses.replace(
       config, manual_dir=_MANUAL_DIR.value or config.manual_dir,
       data_dir=_DATA_DIR.value or config.data_dir)
   ds = data.load(config)
-  with open(os.path.join(_WORKDIR.value, 'results.json')) as f:
-    results = json.load(f)
+  results = workdir.read_results(_WORKDIR.value)
   probs = Predictor.from_workdir(_WORKDIR.value).predict_proba(
       ds.test_images[..., 0])
   accuracy = float((probs.argmax(-1) == ds.test_labels).mean())

@@ -141,7 +141,7 @@ class Config:
       'short study runs use it to spend their budget on training.')
   tensorboard: bool = _field(
       True, 'Write TensorBoard event files. They need TensorFlow, whose '
-      'import costs about 4 s of start-up on a 2-core CPU; metrics.jsonl has '
+      'import adds seconds to start-up; metrics.jsonl has '
       'the same numbers.')
   checkpoints_to_keep: int = _field(
       3, 'Latest checkpoints kept (the best one is kept as well).')
@@ -254,11 +254,11 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The study's recipe: the Config defaults.
     'seed': {},
-    # The fastest recipe to 99% test accuracy measured on the 2-core CPU
-    # (benchmarks/time_to_99.py): a quarter-width, 3-conv seed network with BN
-    # after every conv, batch 128, Nesterov with a one-cycle schedule, 2 epochs.
+    # The fastest recipe to 99% test accuracy measured on CPU
+    # (benchmarks/time_to_99.py; figures in BENCHMARKS.md): a quarter-width,
+    # 3-conv seed network with BN after every conv, batch 128, Nesterov with a one-cycle schedule, 2 epochs.
     # No TensorBoard files (metrics.jsonl has the numbers): they would import
-    # TensorFlow, about 4 s of its start-up.
+    # TensorFlow, which costs start-up time.
     'speedrun': dict(width=0.25, depth=3, batchnorm='conv', dropout=0.0,
                      batch_size=128, optimizer='nesterov', learning_rate=0.1,
                      schedule='one-cycle', epochs=2, eval_every=2,
@@ -266,8 +266,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The best single model measured here (experiments/best.py): a half-width,
     # 4-conv seed network with BN after every conv, trained for 15 epochs on
     # on-device affine augmentation (shift 2 px, rotate 12 deg, scale 10%) with
-    # Nesterov, a one-cycle schedule and weight decay. 22 minutes of training
-    # a seed on the 2-core CPU while it was shared with other studies.
+    # Nesterov, a one-cycle schedule and weight decay (BENCHMARKS.md has its
+    # accuracy and time).
     'best': dict(width=0.5, depth=4, batchnorm='conv', dropout=0.2,
                  batch_size=128, optimizer='nesterov', learning_rate=0.1,
                  schedule='one-cycle', weight_decay=5e-4,

@@ -9,7 +9,7 @@ files. Their names and SHA-256 sums come from tfds's own registry, and tfds
 verifies them again while preparing, exactly as for a download.
 
 Reading a prepared split back through tf.data costs TensorFlow's import and a
-PNG decode per image (5-12 s for MNIST on a 2-core CPU). So the decoded
+PNG decode per image (seconds for MNIST; see BENCHMARKS.md). So the decoded
 arrays are also saved once, as ARRAY_CACHE in the prepared dataset's own
 folder, tagged with that folder's file names, sizes and mtimes; later runs
 load them in a fraction of a second without importing TensorFlow. If tfds
@@ -47,6 +47,16 @@ class Dataset:
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
+
+
+def pad_to_multiple(array, multiple: int):
+  """Zero-pads the first axis of a numpy or jax array to a multiple of
+  `multiple`; callers ignore the padding (see evaluation.evaluate)."""
+  pad = -array.shape[0] % multiple
+  if not pad:
+    return array
+  xp = np if isinstance(array, np.ndarray) else jax.numpy
+  return xp.pad(array, [(0, pad)] + [(0, 0)] * (array.ndim - 1))
 
 
 def load(config) -> Dataset:

@@ -11,12 +11,9 @@ black, the ink's bounding box fitted in 20x20, then placed in 28x28 so that its
 centre of mass is at the centre.
 """
 
-import dataclasses
 import functools
-import json
 import os
 import sys
-from typing import Any
 import warnings
 
 from absl import app
@@ -25,67 +22,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_flax import checkpointing
-from mnist_flax import models
-from mnist_flax import train
-from mnist_flax.config import Config
-from mnist_flax.errors import CheckpointError
+from mnist_flax import data
+from mnist_flax import steps
+from mnist_flax import workdir as workdir_lib
 from mnist_flax.errors import UserError
 
-IMAGE_SHAPE = (28, 28)
+IMAGE_SHAPE = workdir_lib.IMAGE_SHAPE
 MAX_IMAGE_PIXELS = 64_000_000  # Larger files are refused as decompression bombs.
 MAX_FILE_BYTES = 64 << 20
 
 
 class ImageError(UserError):
   """An image file that cannot be classified."""
-
-
-@dataclasses.dataclass
-class Run:
-  """A run directory's config, model and restored TrainState."""
-  config: Config
-  model: Any
-  state: Any
-  epoch: int
-  class_names: tuple[str, ...]
-
-
-def load_run(workdir: str, checkpoint: str = 'latest') -> Run:
-  """Restores a run's latest (or 'best', or an epoch number's) checkpoint."""
-  config_path = os.path.join(workdir, 'config.json')
-  try:
-    with open(config_path) as f:
-      config = Config.from_dict(json.load(f))
-  except FileNotFoundError:
-    raise CheckpointError(f'{config_path}: not found; is {workdir} a run '
-                          'directory?') from None
-  except (ValueError, TypeError) as e:
-    raise CheckpointError(f'{config_path}: unreadable ({e})') from None
-  results_path = os.path.join(workdir, 'results.json')
-  class_names = [str(i) for i in range(config.num_classes)]
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      class_names = json.load(f).get('class_names', class_names)
-  model = models.create_model(config, len(class_names))
-  target = train.init_state(config, model, (*IMAGE_SHAPE, 1))
-  ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
-  try:
-    if checkpoint == 'latest':
-      restored = ckpt.restore_latest(target)
-      if restored is None:
-        raise CheckpointError(f'{workdir}: no checkpoint yet')
-      epoch, state, _ = restored
-    else:
-      epoch = ckpt.best_epoch() if checkpoint == 'best' else (
-          int(checkpoint) if checkpoint.isdigit() else None)
-      if epoch not in ckpt.epochs():
-        raise CheckpointError(f'{workdir}: no checkpoint {checkpoint!r} '
-                              f'(have epochs {ckpt.epochs()})')
-      state, _ = ckpt.restore(epoch, target)
-  finally:
-    ckpt.close()
-  return Run(config, model, state, epoch, tuple(class_names))
 
 
 class Predictor:
@@ -103,7 +51,7 @@ class Predictor:
   @classmethod
   def from_workdir(cls, workdir: str, checkpoint: str = 'latest'):
     """Loads the latest (or 'best', or an epoch number's) checkpoint."""
-    run = load_run(workdir, checkpoint)
+    run = workdir_lib.load_run(workdir, checkpoint)
     variables = {'params': run.state.params,
                  'batch_stats': run.state.batch_stats}
     return cls(run.model, variables, run.class_names,
@@ -112,7 +60,7 @@ class Predictor:
   @functools.cached_property
   def _proba(self):
     def proba(variables, images):
-      logits = self.model.apply(variables, train.normalize(images), train=False)
+      logits = self.model.apply(variables, steps.normalize(images), train=False)
       return jax.nn.softmax(logits)
     if self.num_models > 1:
       return jax.jit(lambda v, x: jax.vmap(proba, (0, None))(v, x).mean(0))
@@ -130,10 +78,11 @@ class Predictor:
     out = []
     for start in range(0, len(images), self.batch_size):
       batch = images[start:start + self.batch_size]
-      pad = self.batch_size - len(batch) if len(images) > self.batch_size else 0
-      batch = np.pad(batch, [(0, pad), (0, 0), (0, 0)])[..., None]
-      out.append(np.asarray(self._proba(self.variables, jnp.asarray(batch)))
-                 [:self.batch_size - pad])
+      n = len(batch)
+      if len(images) > self.batch_size:  # One compiled shape for every batch.
+        batch = data.pad_to_multiple(batch, self.batch_size)
+      probs = self._proba(self.variables, jnp.asarray(batch[..., None]))
+      out.append(np.asarray(probs)[:n])
     if not out:
       return np.zeros((0, len(self.class_names)), np.float32)
     return np.concatenate(out)

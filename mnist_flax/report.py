@@ -1,28 +1,59 @@
-"""What a run leaves behind for people: metrics.jsonl, results.json and plots."""
+"""What a run leaves behind for people: metrics, results.json and plots.
+
+`MetricsWriter` writes each epoch's row to metrics.jsonl and, optionally, to
+TensorBoard (one curve per model for per-model metrics); `write_results`
+writes results.json and the plots of the final evaluation.
+"""
 
 import json
 import os
 
+from absl import logging
+import jax
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-
-def write_atomic(path: str, text: str) -> None:
-  """Writes via a temporary file and a rename, so a kill leaves old or new."""
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+from mnist_flax import augment
+from mnist_flax import steps
+from mnist_flax import workdir as workdir_lib
 
 
-def write_metrics(workdir: str, history: list[dict]) -> None:
-  write_atomic(os.path.join(workdir, 'metrics.jsonl'),
-               ''.join(json.dumps(row) + '\n' for row in history))
+class MetricsWriter:
+  """metrics.jsonl (rewritten whole, atomically, so it always matches the
+  checkpoint it came with) and TensorBoard event files."""
+
+  def __init__(self, workdir: str, tensorboard: bool):
+    self.path = os.path.join(workdir, workdir_lib.METRICS)
+    self.tensorboard = None
+    if tensorboard:
+      # Imports TensorFlow, so only when asked for.
+      from flax.metrics import tensorboard as tb  # pylint: disable=g-import-not-at-top
+      self.tensorboard = tb.SummaryWriter(workdir)
+
+  def write_history(self, history: list[dict]) -> None:
+    workdir_lib.write_atomic(
+        self.path, ''.join(json.dumps(row) + '\n' for row in history))
+
+  def write_epoch(self, history: list[dict]) -> None:
+    """history's last row is a new epoch: to metrics.jsonl and TensorBoard."""
+    self.write_history(history)
+    if self.tensorboard is None:
+      return
+    row = history[-1]
+    for name, value in row.items():
+      if isinstance(value, list):  # Per model: one curve each.
+        for k, v in enumerate(value):
+          self.tensorboard.scalar(f'{name}/{k}', v, row['epoch'])
+      elif name != 'epoch':
+        self.tensorboard.scalar(name, value, row['epoch'])
+    self.tensorboard.flush()
+
+  def close(self) -> None:
+    if self.tensorboard is not None:
+      self.tensorboard.close()
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray,
@@ -118,3 +149,49 @@ def plot_misclassified(images, labels, preds, confidence, class_names, path,
   plot_image_grid(images[worst], titles, path,
                   f'misclassified test images ({len(wrong)} in all)')
   return len(wrong)
+
+
+def save_augment_preview(spec: str, images: np.ndarray, labels: np.ndarray,
+                         class_names, path: str) -> None:
+  """8 training digits, each with 7 augmented draws, as a PNG grid."""
+  originals = steps.normalize(jax.numpy.asarray(images[:8]))
+  draws = [augment.apply(spec, jax.random.PRNGKey(i), originals)
+           for i in range(7)]
+  grid = jax.numpy.stack([originals] + draws, axis=1).reshape(
+      -1, *originals.shape[1:])
+  titles = [('original ' if j == 0 else '') + class_names[int(label)]
+            for label in labels[:8] for j in range(8)]
+  plot_image_grid(np.asarray(grid * 255), titles, path, f'--augment={spec}')
+
+
+def write_results(workdir: str, history: list[dict], test_images, test_labels,
+                  class_names, result, robust: dict | None = None,
+                  num_models: int = 1) -> dict:
+  """results.json and the PNG plots for the final evaluation `result` (an
+  evaluation.EvalResult; with several models, the ensemble's, plus each
+  model's own accuracies)."""
+  robust = robust or {}
+  extra = {}
+  if robust:
+    extra['robustness_accuracy'] = {k: r.accuracy for k, r in robust.items()}
+  if num_models > 1:
+    extra.update(num_models=num_models,
+                 model_final_test_accuracy=result.model_accuracy,
+                 model_mean_test_accuracy=float(np.mean(result.model_accuracy)),
+                 model_std_test_accuracy=float(np.std(result.model_accuracy,
+                                                      ddof=1)))
+    if robust:
+      extra['model_robustness_accuracy'] = {
+          k: r.model_accuracy for k, r in robust.items()}
+  res = results(history, test_labels, result.preds, class_names, extra)
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.RESULTS), res)
+  plot_learning_curves(history, os.path.join(workdir, 'curves.png'))
+  plot_confusion(np.array(res['confusion_matrix']), class_names,
+                 os.path.join(workdir, 'confusion.png'))
+  plot_misclassified(test_images, test_labels, result.preds,
+                     result.confidence, class_names,
+                     os.path.join(workdir, 'misclassified.png'))
+  logging.info('final test accuracy %.2f%% (best %.2f%% at epoch %d); '
+               'results in %s', 100 * res['final_test_accuracy'],
+               100 * res['best_test_accuracy'], res['best_epoch'], workdir)
+  return res

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnist_flax import augment
+from mnist_flax import steps
 
 # Set name -> augment spec; magnitudes are drawn uniformly up to the parameter.
 SETS = {
@@ -28,7 +29,7 @@ _KEY = 20261124
 
 @functools.partial(jax.jit, static_argnums=0)
 def _transform(spec: str, key, images):
-  x = augment.apply(spec, key, images.astype(jnp.float32) / 255.0)
+  x = augment.apply(spec, key, steps.normalize(images))
   return jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
 
 

@@ -9,40 +9,17 @@ what trains afterwards:
   head+last  the head and the last trunk block (Dense-64 and its BatchNorm)
   linear     the head only (a linear probe)
 
-Frozen layers are not just given zero updates: train_step copies them through
-unchanged, so they stay bit-identical (x + 0.0 can turn -0.0 into +0.0), and so
-do their BatchNorm statistics.
+The grouping into head, trunk and frozen layers is the optimizer's, in
+state.py.
 """
 
-import json
 import os
 
 from absl import logging
 import jax
 
-from mnist_flax.config import Config
+from mnist_flax import workdir as workdir_lib
 from mnist_flax.errors import CheckpointError
-
-HEAD = 'head'
-LAST_BLOCK = ('dense1', 'bn_head')
-
-
-def trainable_layers(config: Config, layers) -> dict[str, str]:
-  """Top-level layer name -> 'head', 'trunk' or 'frozen'."""
-  def group(name):
-    if name == HEAD:
-      return 'head'
-    if config.finetune == 'full':
-      return 'trunk'
-    if config.finetune == 'head+last' and name in LAST_BLOCK:
-      return 'trunk'
-    return 'frozen'
-  return {name: group(name) for name in layers}
-
-
-def frozen_layers(config: Config, layers) -> frozenset[str]:
-  return frozenset(n for n, g in trainable_layers(config, layers).items()
-                   if g == 'frozen')
 
 
 def _same_shapes(a, b) -> bool:
@@ -60,11 +37,10 @@ def init_from(state, workdir: str, out_dir: str | None = None,
 
   Writes what was loaded and what was re-initialised to out_dir/init_from.json.
   """
-  from mnist_flax import predict  # pylint: disable=g-import-not-at-top
-  if not os.path.exists(os.path.join(workdir, 'config.json')):
-    raise CheckpointError(f'--init_from={workdir}: no config.json; is it a '
-                          'run directory?')
-  source = predict.load_run(workdir)
+  if not os.path.exists(os.path.join(workdir, workdir_lib.CONFIG)):
+    raise CheckpointError(f'--init_from={workdir}: no {workdir_lib.CONFIG}; '
+                          'is it a run directory?')
+  source = workdir_lib.load_run(workdir)
   src_params, src_stats = source.state.params, source.state.batch_stats
   epoch = source.epoch
   params, stats = dict(state.params), dict(state.batch_stats)
@@ -82,9 +58,10 @@ def init_from(state, workdir: str, out_dir: str | None = None,
   logging.info('--init_from=%s (epoch %d): loaded %s; re-initialised %s',
                workdir, epoch, ', '.join(loaded), ', '.join(fresh) or 'none')
   if out_dir:
-    with open(os.path.join(out_dir, 'init_from.json'), 'w') as f:
-      json.dump({'source': os.path.abspath(workdir), 'source_epoch': epoch,
-                 'loaded': loaded, 'reinitialized': fresh}, f, indent=2)
+    workdir_lib.write_json(
+        os.path.join(out_dir, workdir_lib.INIT_FROM),
+        {'source': os.path.abspath(workdir), 'source_epoch': epoch,
+         'loaded': loaded, 'reinitialized': fresh})
   sharding = jax.tree.leaves(state.params)[0].sharding
   return state.replace(params=jax.device_put(params, sharding),
                        batch_stats=jax.device_put(stats, sharding))

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 from mnist_flax import checkpointing
 from mnist_flax import models
-from mnist_flax import train
+from mnist_flax import state as state_lib
 from mnist_flax.config import Config
 
 # A few steps (2 epochs of 1, with evaluation and a checkpoint between), as
@@ -44,7 +44,7 @@ def _finish(proc):
 def _params(workdir, data, num_models=1):
   config = Config(manual_dir=str(data), width=0.25, num_models=num_models)
   model = models.create_model(config, 10)
-  target = train.init_state(config, model, (28, 28, 1))
+  target = state_lib.init_state(config, model, (28, 28, 1))
   ckpt = checkpointing.Checkpointer(str(workdir))
   epoch, state, history = ckpt.restore_latest(target)
   ckpt.close()

@@ -10,13 +10,14 @@ from conftest import tiny_config
 from mnist_flax import checkpointing
 from mnist_flax import models
 from mnist_flax import train
+from mnist_flax import state as state_lib
 from mnist_flax.config import Config
 from mnist_flax.errors import ConfigError
 from mnist_flax.predict import Predictor
 
 
 def _restore(workdir, config):
-  target = train.init_state(config, models.create_model(config, 10),
+  target = state_lib.init_state(config, models.create_model(config, 10),
                             (28, 28, 1))
   ckpt = checkpointing.Checkpointer(str(workdir))
   _, state, _ = ckpt.restore_latest(target)

@@ -11,6 +11,9 @@ import tensorflow_datasets as tfds
 from conftest import synthetic_digits, tiny_config
 from mnist_flax import checkpointing
 from mnist_flax import models
+from mnist_flax import evaluation
+from mnist_flax import state as state_lib
+from mnist_flax import steps
 from mnist_flax import train
 from mnist_flax.config import Config
 from mnist_flax.errors import CheckpointError
@@ -19,7 +22,7 @@ from mnist_flax.errors import DivergenceError
 
 def _state(config=Config(), num_classes=10, seed=0):
   model = models.create_model(config, num_classes)
-  return train.create_train_state(config, model, jax.random.PRNGKey(seed),
+  return state_lib.create_train_state(config, model, jax.random.PRNGKey(seed),
                                   (28, 28, 1))
 
 
@@ -27,7 +30,7 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch():
   images, labels = synthetic_digits(16, seed=0)
   x, y = jnp.asarray(images[..., None]), jnp.asarray(labels.astype(np.int32))
   state = _state()
-  step = jax.jit(train.train_step)
+  step = jax.jit(steps.train_step)
   state, first = step(state, x, y)
   for _ in range(10):
     state, last = step(state, x, y)
@@ -48,7 +51,7 @@ def test_evaluate_counts_a_hand_made_case_exactly():
     return logits[jnp.round(x[:, 0, 0, 0] * 255).astype(jnp.int32)]
 
   state = _state().replace(apply_fn=apply_fn)
-  result = train.evaluate(state, images, labels, batch_size=2)
+  result = evaluation.evaluate(state, images, labels, batch_size=2)
   assert result.accuracy == pytest.approx(0.6)
   np.testing.assert_array_equal(result.preds, preds)
   want_loss = np.mean([
@@ -204,7 +207,7 @@ def test_scan_loop_matches_the_step_loop(tmp_path, idx_folder):
   rows = [json.loads(l) for l in (tmp_path / 'scan' / 'metrics.jsonl').open()]
   ref = [json.loads(l) for l in (tmp_path / 'step' / 'metrics.jsonl').open()]
   assert rows[0]['train_loss'] == pytest.approx(ref[0]['train_loss'], rel=1e-4)
-  assert train.resolve_loop('auto') == 'step'  # On CPU.
+  assert steps.resolve_loop('auto') == 'step'  # On CPU.
 
 
 @pytest.mark.parametrize('overrides', [
@@ -217,11 +220,11 @@ def test_optimizer_and_schedule_variants_train(overrides):
   config = Config(width=0.25, **overrides).validate()
   images, labels = synthetic_digits(16, seed=0)
   x, y = jnp.asarray(images[..., None]), jnp.asarray(labels.astype(np.int32))
-  state = train.create_train_state(
+  state = state_lib.create_train_state(
       config, models.create_model(config, 10), jax.random.PRNGKey(0),
       (28, 28, 1), total_steps=8)
   step = jax.jit(functools.partial(
-      train.train_step, label_smoothing=config.label_smoothing))
+      steps.train_step, label_smoothing=config.label_smoothing))
   state, first = step(state, x, y)
   for _ in range(6):
     state, last = step(state, x, y)
@@ -229,7 +232,7 @@ def test_optimizer_and_schedule_variants_train(overrides):
 
 
 def test_schedules_follow_their_shape():
-  lr = lambda **kw: train.make_schedule(Config(**kw), 100)
+  lr = lambda **kw: state_lib.make_schedule(Config(**kw), 100)
   assert lr(schedule='constant') == 0.05
   assert float(lr(schedule='cosine')(100)) == pytest.approx(0.0, abs=1e-9)
   assert float(lr(schedule='step')(80)) == pytest.approx(0.05 * 0.01)

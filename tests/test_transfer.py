@@ -8,11 +8,12 @@ from conftest import tiny_config
 from mnist_flax import checkpointing
 from mnist_flax import models
 from mnist_flax import train
+from mnist_flax import state as state_lib
 from mnist_flax.errors import CheckpointError
 
 
 def _state(workdir, config, num_classes):
-  target = train.create_train_state(
+  target = state_lib.create_train_state(
       config, models.create_model(config, num_classes), jax.random.PRNGKey(0),
       (28, 28, 1))
   ckpt = checkpointing.Checkpointer(str(workdir))

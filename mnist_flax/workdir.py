@@ -1,0 +1,137 @@
+"""The run directory: the one place that knows its layout.
+
+    WORKDIR/config.json          the run's Config (written before training)
+    WORKDIR/metrics.jsonl        one row per epoch
+    WORKDIR/results.json         the final evaluation
+    WORKDIR/init_from.json       what --init_from loaded
+    WORKDIR/checkpoints/EPOCH/   orbax checkpoints (see checkpointing.py)
+    WORKDIR/*.png, events.*      plots and TensorBoard files (see report.py)
+
+`prepare_workdir` creates it (and its parents) and refuses a workdir that holds
+a run of another config; `read_config` and `load_run` read one back, for
+predict, transfer and the experiments alike.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+
+from mnist_flax import checkpointing
+from mnist_flax import models
+from mnist_flax import state as state_lib
+from mnist_flax.config import Config
+from mnist_flax.config import semantic_diff
+from mnist_flax.errors import CheckpointError
+from mnist_flax.errors import ConfigError
+
+CONFIG = 'config.json'
+METRICS = 'metrics.jsonl'
+RESULTS = 'results.json'
+INIT_FROM = 'init_from.json'
+IMAGE_SHAPE = (28, 28)
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes via a temporary file and a rename, so a kill leaves old or new."""
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w') as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def write_json(path: str, obj: Any) -> None:
+  write_atomic(path, json.dumps(obj, indent=2) + '\n')
+
+
+def read_config(workdir: str) -> Config:
+  """The Config a run was started with; CheckpointError if there is none."""
+  path = os.path.join(workdir, CONFIG)
+  try:
+    with open(path) as f:
+      return Config.from_dict(json.load(f))
+  except FileNotFoundError:
+    raise CheckpointError(f'{path}: not found; is {workdir} a run '
+                          'directory?') from None
+  except (OSError, ValueError, TypeError, ConfigError) as e:
+    raise CheckpointError(f'{path}: unreadable ({e})') from None
+
+
+def read_results(workdir: str) -> dict | None:
+  """results.json as a dict, or None while the run has not finished."""
+  path = os.path.join(workdir, RESULTS)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
+  """Creates workdir (with its parents) and config.json; refuses a workdir
+  that holds a run of another config unless `restart` moves it aside."""
+  workdir = os.path.abspath(workdir)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f'--workdir={workdir} exists and is not a folder')
+  config_path = os.path.join(workdir, CONFIG)
+  if os.path.exists(config_path):
+    try:
+      diff = semantic_diff(read_config(workdir), config)
+    except CheckpointError as e:
+      diff = {CONFIG: (f'unreadable ({e})', '')}
+    if diff and not restart:
+      changes = '; '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())
+      raise CheckpointError(
+          f'{workdir} holds a run with another config ({changes}); use a new '
+          '--workdir, or pass --restart to move the old run aside')
+    if diff:
+      aside = f'{workdir}.old-{time.strftime("%Y%m%d-%H%M%S")}'
+      os.rename(workdir, aside)
+      logging.warning('--restart: moved the previous run to %s', aside)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    write_atomic(config_path, config.to_json() + '\n')
+  except OSError as e:
+    raise ConfigError(f'--workdir={workdir}: cannot create it '
+                      f'({e.strerror}: {e.filename})') from None
+
+
+@dataclasses.dataclass
+class Run:
+  """A run directory's config, model and restored TrainState."""
+  config: Config
+  model: Any
+  state: Any
+  epoch: int
+  class_names: tuple[str, ...]
+
+
+def load_run(workdir: str, checkpoint: str = 'latest') -> Run:
+  """Restores a run's latest (or 'best', or an epoch number's) checkpoint."""
+  config = read_config(workdir)
+  results = read_results(workdir) or {}
+  class_names = results.get('class_names',
+                            [str(i) for i in range(config.num_classes)])
+  model = models.create_model(config, len(class_names))
+  target = state_lib.init_state(config, model, (*IMAGE_SHAPE, 1))
+  ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
+  try:
+    if checkpoint == 'latest':
+      restored = ckpt.restore_latest(target)
+      if restored is None:
+        raise CheckpointError(f'{workdir}: no checkpoint yet')
+      epoch, state, _ = restored
+    else:
+      epoch = ckpt.best_epoch() if checkpoint == 'best' else (
+          int(checkpoint) if checkpoint.isdigit() else None)
+      if epoch not in ckpt.epochs():
+        raise CheckpointError(f'{workdir}: no checkpoint {checkpoint!r} '
+                              f'(have epochs {ckpt.epochs()})')
+      state, _ = ckpt.restore(epoch, target)
+  finally:
+    ckpt.close()
+  return Run(config, model, state, epoch, tuple(class_names))
