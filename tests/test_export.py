@@ -1,0 +1,257 @@
+"""Exported files give the Predictor's probabilities, in their own runtimes.
+
+Fast tier: tiny models trained on synthetic IDX data, checked on synthetic
+images. Slow tier: models trained on a slice of real MNIST (../shared),
+checked on the first 1,000 real test images, with the int8 file's accuracy
+change on the whole test set.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SHARED_MNIST, synthetic_digits, tiny_config
+from conftest import write_idx_folder
+from mnist_flax import export as export_lib
+from mnist_flax import exported
+from mnist_flax import idx
+from mnist_flax import train
+from mnist_flax.predict import Predictor
+
+FP32_ATOL = 1e-5
+HAVE_TF = importlib.util.find_spec('tensorflow') is not None
+HAVE_ONNX = all(importlib.util.find_spec(m) for m in
+                ('onnx', 'onnxruntime', 'tf2onnx'))
+needs_tf = pytest.mark.skipif(not HAVE_TF, reason='tensorflow not installed')
+needs_onnx = pytest.mark.skipif(
+    not (HAVE_TF and HAVE_ONNX),
+    reason="onnx, onnxruntime or tf2onnx missing: pip install -e '.[export]'")
+needs_mnist = pytest.mark.skipif(
+    not (SHARED_MNIST / 't10k-images-idx3-ubyte.gz').exists(),
+    reason=f'real MNIST not found at {SHARED_MNIST}')
+
+FP32_FORMATS = [
+    pytest.param('stablehlo'),
+    pytest.param('litert', marks=needs_tf),
+    pytest.param('onnx', marks=needs_onnx),
+]
+
+
+def _tiny_run(root, manual_dir, **overrides):
+  config = tiny_config(manual_dir, width=0.25, depth=2, epochs=1,
+                       **overrides)
+  train.train_and_evaluate(config, str(root))
+  return str(root)
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """A single tiny model and a tiny --num_models=3 ensemble."""
+  root = tmp_path_factory.mktemp('export')
+  folder = write_idx_folder(root / 'idx', n_train=96, n_test=32)
+  return {'single': _tiny_run(root / 'single', folder),
+          'ensemble': _tiny_run(root / 'ensemble', folder, num_models=3)}
+
+
+def _max_diff(path, workdir, images):
+  ours = exported.load(path)(images)
+  theirs = Predictor.from_workdir(workdir).predict_proba(images)
+  assert ours.shape == theirs.shape
+  return float(np.abs(ours - theirs).max())
+
+
+@pytest.mark.parametrize('kind', ['single', 'ensemble'])
+@pytest.mark.parametrize('fmt', FP32_FORMATS)
+def test_fp32_export_matches_predictor(runs, kind, fmt, tmp_path):
+  out = str(tmp_path / f'model{export_lib.FORMATS[fmt]}')
+  meta = export_lib.export(runs[kind], fmt, out)
+  assert meta['source']['num_models'] == (3 if kind == 'ensemble' else 1)
+  images, _ = synthetic_digits(37, seed=5)
+  diff = _max_diff(out, runs[kind], images)
+  print(f'{fmt} {kind}: max abs diff {diff:.3g} on 37 images')
+  assert diff <= FP32_ATOL
+  model = exported.load(out)
+  for n in (1, 5):  # The batch dimension is dynamic.
+    probs = model(images[:n])
+    assert probs.shape == (n, 10)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+def test_ensemble_is_the_mean_of_its_members_softmaxes(runs, tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / 'e.stablehlo')
+  export_lib.export(runs['ensemble'], 'stablehlo', out)
+  images, _ = synthetic_digits(16, seed=9)
+  p = Predictor.from_workdir(runs['ensemble'])
+  members = [Predictor(p.model, jax.tree.map(lambda a, k=k: a[k], p.variables),
+                       p.class_names).predict_proba(images) for k in range(3)]
+  ours = exported.load(out)(images)
+  np.testing.assert_allclose(ours, np.mean(members, axis=0), atol=FP32_ATOL)
+  assert np.abs(ours - members[0]).max() > 1e-4  # Not just the first model.
+
+
+def test_stablehlo_reloads_with_jax_alone(runs, tmp_path):
+  out = tmp_path / 'model.stablehlo'
+  export_lib.export(runs['single'], 'stablehlo', str(out))
+  images, _ = synthetic_digits(3, seed=1)
+  np.save(tmp_path / 'x.npy', images)
+  script = (
+      'import sys, numpy as np, jax\n'
+      f'e = jax.export.deserialize(bytearray(open({str(out)!r}, "rb").read()))\n'
+      f'p = np.asarray(e.call(np.load({str(tmp_path / "x.npy")!r})))\n'
+      'assert not [m for m in sys.modules if m.startswith(("mnist_flax", '
+      '"flax"))], "model code was imported"\n'
+      'print(p.shape)\n')
+  done = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                        text=True, timeout=300, cwd=tmp_path)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip() == '(3, 10)'
+
+
+@needs_tf
+def test_int8_litert_is_smaller_and_agrees(runs, tmp_path):
+  fp32 = str(tmp_path / 'fp32.tflite')
+  int8 = str(tmp_path / 'int8.tflite')
+  export_lib.export(runs['single'], 'litert', fp32)
+  meta = export_lib.export(runs['single'], 'litert', int8,
+                           quantize='dynamic_int8')
+  assert meta['quantize'] == 'dynamic_int8'
+  assert os.path.getsize(int8) < 0.5 * os.path.getsize(fp32)
+  images, _ = synthetic_digits(64, seed=3)
+  a, b = exported.load(fp32)(images), exported.load(int8)(images)
+  assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.9
+  assert np.abs(a - b).max() > 0  # It did change the arithmetic.
+
+
+@needs_onnx
+def test_onnx_carries_class_names_in_its_metadata(runs, tmp_path):
+  import onnx  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / 'model.onnx')
+  export_lib.export(runs['single'], 'onnx', out)
+  proto = onnx.load(out)
+  props = {p.key: p.value for p in proto.metadata_props}
+  assert json.loads(props['class_names']) == [str(i) for i in range(10)]
+  assert [i.name for i in proto.graph.input] == ['images']
+  assert [o.name for o in proto.graph.output] == ['probabilities']
+  dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
+  assert not dim.HasField('dim_value')  # A symbolic, dynamic batch.
+
+
+def test_sidecar_json_describes_the_file(runs, tmp_path):
+  out = str(tmp_path / 'm.stablehlo')
+  export_lib.export(runs['single'], 'stablehlo', out, checkpoint='best')
+  meta = json.loads((tmp_path / 'm.stablehlo.json').read_text())
+  assert meta['format'] == 'stablehlo'
+  assert meta['class_names'] == [str(i) for i in range(10)]
+  assert meta['input']['shape'] == ['batch', 28, 28]
+  assert meta['input']['dtype'] == 'uint8'
+  assert meta['source']['workdir'] == os.path.abspath(runs['single'])
+  assert meta['source']['epoch'] == 1
+  assert meta['bytes'] == os.path.getsize(out)
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, '-m', 'mnist_flax.export', *args],
+                        capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def _one_error_line(done):
+  lines = done.stderr.strip().splitlines()
+  assert done.returncode == 2, done.stderr[-2000:]
+  assert len(lines) == 1 and lines[0].startswith('error: '), done.stderr
+  assert 'Traceback' not in done.stderr
+  return lines[0]
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--format=stablehlo'], 'usage'),
+    (['--workdir={run}', '--format=pdf'], "--format='pdf'"),
+    (['--workdir={run}', '--format=onnx', '--quantize=dynamic_int8'],
+     'litert only'),
+    (['--workdir={run}', '--format=litert', '--quantize=int4'],
+     "--quantize='int4'"),
+    (['--workdir={missing}', '--format=stablehlo'], 'config.json'),
+    (['--workdir={run}', '--format=stablehlo', '--checkpoint=99'],
+     'no checkpoint'),
+    (['--workdir={run}', '--nosuchflag'], 'nosuchflag'),
+])
+def test_cli_refuses_bad_input_in_one_line(runs, tmp_path, args, message):
+  args = [a.format(run=runs['single'], missing=tmp_path / 'nope')
+          for a in args]
+  line = _one_error_line(_cli(*args, f'--out={tmp_path / "x.bin"}'))
+  assert message in line
+
+
+def test_cli_never_overwrites_an_unrelated_file(runs, tmp_path):
+  victim = tmp_path / 'notes.onnx'
+  victim.write_text('mine')
+  line = _one_error_line(_cli(f'--workdir={runs["single"]}',
+                              '--format=stablehlo', f'--out={victim}'))
+  assert 'not an export' in line
+  assert victim.read_text() == 'mine'
+  # Its own earlier export is replaced without fuss.
+  out = tmp_path / 'model.stablehlo'
+  for _ in range(2):
+    done = _cli(f'--workdir={runs["single"]}', '--format=stablehlo',
+                f'--out={out}')
+    assert done.returncode == 0, done.stderr[-2000:]
+  assert str(out) in done.stdout
+  assert exported.load(str(out))(np.zeros((2, 28, 28), np.uint8)).shape == (
+      2, 10)
+
+
+# --- Real MNIST: a small model trained on a slice of it, 1,000 test images.
+
+
+@pytest.fixture(scope='module')
+def real_runs(tmp_path_factory):
+  if not (SHARED_MNIST / 't10k-images-idx3-ubyte.gz').exists():
+    pytest.skip(f'real MNIST not found at {SHARED_MNIST}')
+  root = tmp_path_factory.mktemp('real_export')
+  common = dict(train_examples=3000, batch_size=32, eval_batch_size=1000)
+  return {'single': _tiny_run(root / 'single', SHARED_MNIST, **common),
+          'ensemble': _tiny_run(root / 'ensemble', SHARED_MNIST,
+                                num_models=3, **common)}
+
+
+def _mnist_test():
+  images = idx.read_idx(str(SHARED_MNIST / 't10k-images-idx3-ubyte.gz'))
+  labels = idx.read_idx(str(SHARED_MNIST / 't10k-labels-idx1-ubyte.gz'))
+  return images, labels
+
+
+@pytest.mark.slow
+@needs_mnist
+@pytest.mark.parametrize('kind', ['single', 'ensemble'])
+@pytest.mark.parametrize('fmt', FP32_FORMATS)
+def test_real_mnist_fp32_parity_on_1000_images(real_runs, kind, fmt,
+                                               tmp_path):
+  out = str(tmp_path / f'model{export_lib.FORMATS[fmt]}')
+  export_lib.export(real_runs[kind], fmt, out)
+  images, _ = _mnist_test()
+  diff = _max_diff(out, real_runs[kind], images[:1000])
+  print(f'{fmt} {kind}: max abs diff {diff:.3g} on 1000 MNIST test images')
+  assert diff <= FP32_ATOL
+
+
+@pytest.mark.slow
+@needs_mnist
+@needs_tf
+def test_real_mnist_int8_accuracy_change(real_runs, tmp_path):
+  out = str(tmp_path / 'int8.tflite')
+  export_lib.export(real_runs['single'], 'litert', out,
+                    quantize='dynamic_int8')
+  images, labels = _mnist_test()
+  reference = Predictor.from_workdir(real_runs['single']).predict(images)
+  quantized = exported.load(out)(images).argmax(-1)
+  before = float((reference == labels).mean())
+  after = float((quantized == labels).mean())
+  print(f'int8: accuracy {before:.4f} -> {after:.4f} '
+        f'({100 * (after - before):+.2f} points) on {len(labels)} images')
+  assert before > 0.9  # The model learned something worth quantising.
+  assert abs(after - before) <= 0.01
