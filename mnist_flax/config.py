@@ -40,6 +40,11 @@ class Config:
       'folder of your own IDX files can be trained on.')
   train_examples: int = _field(
       0, 'Train on the first N training examples (0: all).')
+  validation_examples: int = _field(
+      0, 'Hold out the last N training examples as a validation split, '
+      'scored every evaluated epoch; the `best` checkpoint is then chosen on '
+      'it instead of the test set. Choose settings on it, not on the test '
+      'set.')
   classes: str = _field(
       '', 'Comma list of labels to keep, e.g. 0,1,2,3,4, relabelled 0..K-1 '
       'in the given order (empty: all classes).')
@@ -169,6 +174,8 @@ class Config:
             f'--{name} must be a positive integer, got {getattr(self, name)}')
     if self.robustness_examples < 0:
       raise ConfigError('--robustness_examples must be >= 0 (0 means none)')
+    if self.validation_examples < 0:
+      raise ConfigError('--validation_examples must be >= 0 (0 means none)')
     if self.train_examples < 0:
       raise ConfigError('--train_examples must be >= 0 (0 means all)')
     if not 0.0 <= self.dropout < 1.0:
@@ -236,6 +243,13 @@ class Config:
   def num_classes(self) -> int:
     labels = self.class_list()
     return len(labels) if labels else 10
+
+  def summary(self) -> str:
+    """The fields that differ from the seed recipe, as flags."""
+    changed = [f'--{f.name}={getattr(self, f.name)}'
+               for f in dataclasses.fields(self)
+               if getattr(self, f.name) != f.default]
+    return ' '.join(changed) or 'the seed recipe (all defaults)'
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -8,6 +8,8 @@ tfds's readers, orbax's saves) is hidden. `--verbose` or absl's
 absl's `--log_dir` are unaffected.
 """
 
+import contextlib
+import io
 import logging as std_logging
 import os
 import sys
@@ -37,13 +39,51 @@ class _ShortFormatter(std_logging.Formatter):
     return message
 
 
+_verbose = False
+
+
 def quiet_defaults() -> None:
   """Before TensorFlow or jaxlib start: silence their C++ INFO notices."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
+def verbose() -> bool:
+  return _verbose
+
+
+@contextlib.contextmanager
+def library_output_quiet():
+  """Hides what a library prints to stdout (tfds's banner while preparing)."""
+  if _verbose:
+    yield
+    return
+  with contextlib.redirect_stdout(io.StringIO()):
+    yield
+
+
+@contextlib.contextmanager
+def native_stderr_quiet():
+  """Hides what native code writes to stderr while TensorFlow loads (its
+  oneDNN notice and absl::InitializeLog line ignore TF_CPP_MIN_LOG_LEVEL).
+  Python exceptions still propagate; --verbose shows everything."""
+  if _verbose:
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, 'w') as devnull:
+      os.dup2(devnull.fileno(), 2)
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
 def configure(verbose: bool) -> None:
   """Routes absl's terminal output as the module docstring says."""
+  global _verbose
+  _verbose = verbose
   if verbose:
     os.environ['TF_CPP_MIN_LOG_LEVEL'] = '0'
     return
@@ -53,7 +93,7 @@ def configure(verbose: bool) -> None:
   handler.setFormatter(_ShortFormatter())
   # Libraries that log through the standard logging module straight to
   # their own handlers (jax's backend search) stay at WARNING.
-  for name in ('jax', 'jax._src.xla_bridge', 'orbax', 'absl', 'tensorflow'):
+  for name in ('jax', 'orbax', 'tensorflow'):
     std_logging.getLogger(name).setLevel(std_logging.WARNING)
 
 

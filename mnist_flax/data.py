@@ -26,6 +26,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from mnist_flax import console
 from mnist_flax import idx
 from mnist_flax.errors import DataError
 
@@ -43,6 +44,11 @@ class Dataset:
   test_images: np.ndarray
   test_labels: np.ndarray
   class_names: tuple[str, ...] = dataclasses.field(metadata={'static': True})
+  # Held out from the training split by --validation_examples (else empty).
+  val_images: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros((0, 28, 28, 1), np.uint8))
+  val_labels: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros((0,), np.int32))
 
   @property
   def num_classes(self) -> int:
@@ -71,6 +77,8 @@ def load(config) -> Dataset:
     if manual_dir:
       check_prepared_matches(config.dataset, ds, manual_dir)
   ds = select_classes(ds, config.class_list())
+  if config.validation_examples:
+    ds = hold_out_validation(ds, config.validation_examples)
   if config.train_examples:
     if config.train_examples > len(ds.train_labels):
       raise DataError(
@@ -88,6 +96,12 @@ def registered_files(name: str) -> dict[str, str]:
   builder_cls = tfds.builder_cls(name)
   return {info.filename: info.checksum
           for info in builder_cls.url_infos.values()}
+
+
+def registered_urls(name: str) -> list[str]:
+  """The download URLs tfds registers for dataset `name`."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return sorted(tfds.builder_cls(name).url_infos)
 
 
 def sha256(path: str) -> str:
@@ -141,7 +155,8 @@ def check_prepared_matches(name: str, ds: Dataset, manual_dir: str) -> None:
 def _hide_gpus_from_tensorflow() -> None:
   """tfds needs TensorFlow to prepare data; keep TF off the accelerators."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with console.native_stderr_quiet():  # TF's load-time notices.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:
@@ -232,18 +247,27 @@ def load_tfds(name: str, data_dir: str | None,
   # (the collision of tensorflow/datasets#2267): give each dataset its own.
   extract_dir = (os.path.join(builder.data_dir_root, 'downloads', 'extracted',
                               name) if manual_dir else None)
+  prepared = os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
+  if not manual_dir and not prepared:
+    _check_downloadable(name, builder.data_dir)
+  logging.info('preparing tfds %s in %s (once: later runs load a cache)',
+               name, builder.data_dir)
+  if not console.verbose():
+    tfds.disable_progress_bar()
   try:
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir, extract_dir=extract_dir))
-  except tfds.download.NonMatchingChecksumError as e:
-    raise DataError(f'{name}: {str(e).splitlines()[0]}') from None
+    with console.library_output_quiet():
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(
+              manual_dir=manual_dir, extract_dir=extract_dir))
   except Exception as e:  # pylint: disable=broad-except
-    # Offline without --manual_dir, or an unreadable data_dir.
+    # Matched by name: where tfds defines its exceptions moves between
+    # releases, and naming an attribute it lacks turns the error into a crash.
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if type(e).__name__ == 'NonMatchingChecksumError':
+      raise DataError(f'{name}: {first}') from None
     raise DataError(
         f'could not prepare tfds {name} in {builder.data_dir}: {first}. '
-        'Offline? Pass --manual_dir=FOLDER holding the four IDX .gz files.'
-    ) from None
+        f'{_MANUAL_DIR_HINT}') from None
   arrays = {}
   for split in ('train', 'test'):
     try:
@@ -259,6 +283,31 @@ def load_tfds(name: str, data_dir: str | None,
   ds = Dataset(*arrays['train'], *arrays['test'], class_names=names)
   _write_array_cache(builder.data_dir, name, ds)
   return ds
+
+
+_MANUAL_DIR_HINT = ('Offline? Pass --manual_dir=FOLDER holding the four IDX '
+                    'files (' + ', '.join(
+                        f for pair in IDX_FILES.values() for f in pair) + ').')
+
+
+def _check_downloadable(name: str, data_dir: str, timeout_s: float = 15.0):
+  """DataError at once when tfds could not download `name`.
+
+  Without this, tfds retries each file about ten times with backoff before it
+  gives up, minutes on a machine without network. One HEAD request per file
+  host, through the same `requests` (and proxy settings) tfds uses.
+  """
+  import requests  # pylint: disable=g-import-not-at-top
+  hosts = {}
+  for url in registered_urls(name):
+    hosts.setdefault(url.split('/')[2], url)
+  for url in hosts.values():
+    try:
+      requests.head(url, timeout=timeout_s, allow_redirects=True)
+    except requests.RequestException as e:
+      raise DataError(
+          f'cannot download tfds {name} into {data_dir}: {url} is '
+          f'unreachable ({type(e).__name__}). {_MANUAL_DIR_HINT}') from None
 
 
 def load_idx_folder(folder: str) -> Dataset:
@@ -285,6 +334,16 @@ def load_idx_folder(folder: str) -> Dataset:
     raise DataError(f'{folder}: train and test images differ in size')
   return Dataset(*arrays['train'], *arrays['test'],
                  class_names=tuple(str(i) for i in range(10)))
+
+
+def hold_out_validation(ds: Dataset, n: int) -> Dataset:
+  """The last n training examples become the validation split."""
+  if n >= len(ds.train_labels):
+    raise DataError(f'--validation_examples={n} leaves no training examples '
+                    f'(the training split has {len(ds.train_labels)})')
+  return dataclasses.replace(
+      ds, train_images=ds.train_images[:-n], train_labels=ds.train_labels[:-n],
+      val_images=ds.train_images[-n:], val_labels=ds.train_labels[-n:])
 
 
 def select_classes(ds: Dataset, classes: tuple[int, ...] | None) -> Dataset:

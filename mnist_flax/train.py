@@ -45,6 +45,7 @@ def train_and_evaluate(config: Config, workdir: str,
   distributed.check_divisible('batch_size', config.batch_size, mesh)
   distributed.check_divisible('eval_batch_size', config.eval_batch_size, mesh)
   primary = distributed.is_primary()
+  logging.info('config: %s', config.summary())
   if primary:
     workdir_lib.prepare_workdir(config, workdir, restart)
     ds = data.load(config)  # Prepares the tfds dataset once, for everyone.
@@ -67,7 +68,7 @@ def train_and_evaluate(config: Config, workdir: str,
                config.num_models, mesh.devices.size,
                config.batch_size // mesh.devices.size)
 
-  ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
+  ckpt = workdir_lib.checkpointer(workdir, config)
   writer = report.MetricsWriter(workdir, config.tensorboard) if primary else None
   restored = ckpt.restore_latest(state)
   if restored:
@@ -119,14 +120,16 @@ class _Epochs:
 
   def __init__(self, config: Config, mesh, ds: data.Dataset):
     self.config, self.mesh = config, mesh
-    self.num_test = len(ds.test_labels)
-    # Every split goes to the devices once, as uint8; the test set is padded
-    # to whole eval batches here so evaluation never reshapes.
+    # Every split goes to the devices once, as uint8; the evaluated splits are
+    # padded to whole eval batches here so evaluation never reshapes.
     put = lambda x: distributed.put_replicated(x, mesh)
+    pad = lambda x: put(data.pad_to_multiple(x, config.eval_batch_size))
     self.train_split = (put(ds.train_images), put(ds.train_labels))
-    self.test_split = tuple(
-        put(data.pad_to_multiple(x, config.eval_batch_size))
-        for x in (ds.test_images, ds.test_labels))
+    self.eval_splits = {'test': (pad(ds.test_images), pad(ds.test_labels),
+                                 len(ds.test_labels))}
+    if len(ds.val_labels):
+      self.eval_splits['val'] = (pad(ds.val_images), pad(ds.val_labels),
+                                 len(ds.val_labels))
     shuffle_keys = np.asarray(state_lib.model_keys(config)[1])
     self.shuffle_key = shuffle_keys if config.num_models > 1 else shuffle_keys[0]
     self.n_train = len(ds.train_labels)
@@ -139,10 +142,11 @@ class _Epochs:
     self.order_fn = jax.jit(permutation,
                             out_shardings=distributed.replicated(mesh))
 
-  def evaluate(self, state) -> evaluation.EvalResult:
-    return evaluation.evaluate(state, *self.test_split,
-                               self.config.eval_batch_size, self.mesh,
-                               self.num_test, self.config.num_models)
+  def evaluate(self, state, split: str = 'test') -> evaluation.EvalResult:
+    images, labels, n = self.eval_splits[split]
+    return evaluation.evaluate(state, images, labels,
+                               self.config.eval_batch_size, self.mesh, n,
+                               self.config.num_models)
 
   def _train(self, state, epoch: int):
     """Dispatches the epoch's steps; returns (state, per-step metrics)."""
@@ -213,19 +217,25 @@ class _Epochs:
                  model_train_accuracy=model_accuracy.tolist())
     result = None
     if epoch % config.eval_every == 0 or epoch == config.epochs:
-      result = self.evaluate(state)
-      row.update(test_loss=result.loss, test_accuracy=result.accuracy)
-      if config.num_models > 1:
-        row.update(model_test_loss=result.model_loss,
-                   model_test_accuracy=result.model_accuracy)
+      for split in self.eval_splits:
+        scored = self.evaluate(state, split)
+        row.update({f'{split}_loss': scored.loss,
+                    f'{split}_accuracy': scored.accuracy})
+        if config.num_models > 1:
+          row.update({f'model_{split}_loss': scored.model_loss,
+                      f'model_{split}_accuracy': scored.model_accuracy})
+        if split == 'test':
+          result = scored
     # Images/s counts every model's images.
     row.update(seconds=time.perf_counter() - start,
                train_images_per_s=(steps * config.batch_size *
                                    config.num_models / train_seconds))
     if config.skip_nonfinite:
       row['skipped_steps'] = skipped
-    test = (f'test loss {row["test_loss"]:.4f} acc '
-            f'{100 * row["test_accuracy"]:.2f}%' if result else 'not evaluated')
+    test = ''.join(f'{split} loss {row[f"{split}_loss"]:.4f} acc '
+                   f'{100 * row[f"{split}_accuracy"]:.2f}%  '
+                   for split in ('val', 'test') if f'{split}_loss' in row)
+    test = test.strip() or 'not evaluated'
     logging.info(
         'epoch %d/%d  train loss %.4f acc %.2f%%  %s  %.1fs  %.0f img/s',
         epoch, config.epochs, row['train_loss'], 100 * row['train_accuracy'],

@@ -100,6 +100,15 @@ def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
                       f'({e.strerror}: {e.filename})') from None
 
 
+def checkpointer(workdir: str, config: Config) -> checkpointing.Checkpointer:
+  """The run's checkpoints; `best` by validation accuracy where it has a
+  validation split."""
+  return checkpointing.Checkpointer(
+      workdir, config.checkpoints_to_keep,
+      checkpointing.VALIDATION_METRIC if config.validation_examples
+      else checkpointing.TEST_METRIC)
+
+
 @dataclasses.dataclass
 class Run:
   """A run directory's config, model and restored TrainState."""
@@ -118,7 +127,7 @@ def load_run(workdir: str, checkpoint: str = 'latest') -> Run:
                             [str(i) for i in range(config.num_classes)])
   model = models.create_model(config, len(class_names))
   target = state_lib.init_state(config, model, (*IMAGE_SHAPE, 1))
-  ckpt = checkpointing.Checkpointer(workdir, config.checkpoints_to_keep)
+  ckpt = checkpointer(workdir, config)
   try:
     if checkpoint == 'latest':
       restored = ckpt.restore_latest(target)

@@ -62,6 +62,7 @@ def test_unknown_ops_and_bad_parameters_are_refused_with_the_valid_list():
       ('affine', (2.0, 10.0, 0.1)), ('noise', (0.1,)))
 
 
+@pytest.mark.slow
 def test_training_with_augmentation_writes_a_preview(tmp_path, idx_folder):
   train.train_and_evaluate(
       tiny_config(idx_folder, epochs=1, augment='shift(2),rotate(10)'),

@@ -13,8 +13,8 @@ from mnist_flax.errors import ConfigError
 from mnist_flax.errors import DataError
 
 
-def test_mock_tfds_path_gives_uint8_images_and_int32_labels():
-  with tfds.testing.mock_data(num_examples=20):
+def test_mock_tfds_path_gives_uint8_images_and_int32_labels(mock_tfds):
+  with mock_tfds(num_examples=20):
     ds = data.load(Config())
   assert ds.train_images.shape == (20, 28, 28, 1)
   assert ds.train_images.dtype == np.uint8
@@ -195,8 +195,8 @@ def test_a_corrupt_array_cache_is_ignored(tmp_path):
   assert data._read_array_cache(str(folder), 'mnist') is None
 
 
-def test_mock_data_neither_reads_nor_writes_the_array_cache(tmp_path):
-  with tfds.testing.mock_data(num_examples=7):
+def test_mock_data_neither_reads_nor_writes_the_array_cache(tmp_path, mock_tfds):
+  with mock_tfds(num_examples=7):
     folder = tfds.builder('mnist').data_dir
     ds = data.load(Config())
   assert ds.train_images.shape == (7, 28, 28, 1)

@@ -17,6 +17,8 @@ from mnist_flax import models
 from mnist_flax import state as state_lib
 from mnist_flax.config import Config
 
+pytestmark = pytest.mark.slow  # Subprocesses with 8 devices, or 2 processes.
+
 # A few steps (2 epochs of 1, with evaluation and a checkpoint between), as
 # float differences grow with training.
 FLAGS = ['--epochs=2', '--train_examples=16', '--width=0.25', '--batch_size=16', '--eval_batch_size=8',

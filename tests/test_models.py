@@ -91,8 +91,12 @@ def test_gap_head_pools_before_the_dense_layer():
   assert variables['params']['dense1']['kernel'].shape == (512, 64)
 
 
-@pytest.mark.parametrize('padding', ['VALID', 'SAME'])
-@pytest.mark.parametrize('batchnorm', ['head', 'conv'])
+@pytest.mark.parametrize('padding, batchnorm', [
+    ('VALID', 'head'),
+    pytest.param('SAME', 'head', marks=pytest.mark.slow),
+    pytest.param('VALID', 'conv', marks=pytest.mark.slow),
+    pytest.param('SAME', 'conv', marks=pytest.mark.slow),
+])
 def test_im2col_convs_compute_what_lax_convs_compute(padding, batchnorm):
   """Same parameters, same outputs and gradients: only the speed differs."""
   x = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))

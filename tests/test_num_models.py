@@ -31,6 +31,7 @@ def _assert_close(a, b):
                                atol=2e-5)
 
 
+@pytest.mark.slow
 def test_each_model_trains_as_its_own_run(tmp_path, idx_folder):
   # Model k of --num_models=2 --learning_rates=a,b is the single run with
   # --seed=k --learning_rate=(a or b): same init, shuffle, dropout and rate.

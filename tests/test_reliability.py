@@ -5,7 +5,7 @@ import io
 import pathlib
 import sys
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 import numpy as np
 from PIL import Image
 import pytest
@@ -17,8 +17,8 @@ from mnist_flax.errors import DataError
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import kill_resume  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-FUZZ = settings(max_examples=1000, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Examples per property come from the tier's hypothesis profile (conftest).
+FUZZ = pytest.mark.fuzz
 
 
 @pytest.mark.slow

@@ -66,6 +66,7 @@ def test_runner_refuses_a_bad_flag_in_one_line(tmp_path):
   assert "--batchnorm='sideways' is not valid" in proc.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_pretrain_runs_first_and_variants_start_from_them(tmp_path,
                                                           idx_folder):
   study = tmp_path / 'pre.py'
@@ -92,6 +93,7 @@ STUDY = {
   assert not (root / 'pre' / 'scratch' / 'seed0' / 'init_from.json').exists()
 
 
+@pytest.mark.slow
 def test_pack_seeds_trains_a_variant_as_one_num_models_run(tmp_path,
                                                            idx_folder):
   study = tmp_path / 'tiny.py'

@@ -6,15 +6,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-from conftest import synthetic_digits, tiny_config
+from conftest import SMALL_MODEL, synthetic_digits, tiny_config
 from mnist_flax import checkpointing
+from mnist_flax import data
 from mnist_flax import models
 from mnist_flax import evaluation
 from mnist_flax import state as state_lib
 from mnist_flax import steps
 from mnist_flax import train
+from mnist_flax import workdir
 from mnist_flax.config import Config
 from mnist_flax.errors import CheckpointError
 from mnist_flax.errors import DivergenceError
@@ -59,9 +60,11 @@ def test_evaluate_counts_a_hand_made_case_exactly():
   assert result.loss == pytest.approx(float(want_loss), rel=1e-5)
 
 
-def test_whole_loop_under_tfds_mock_data(tmp_path):
-  config = Config(epochs=1, batch_size=8, eval_batch_size=8, log_every_s=1e3)
-  with tfds.testing.mock_data(num_examples=24):
+@pytest.mark.slow
+def test_whole_loop_under_tfds_mock_data(tmp_path, mock_tfds):
+  config = Config(epochs=1, batch_size=8, eval_batch_size=8, log_every_s=1e3,
+                  robustness_examples=0, **SMALL_MODEL)
+  with mock_tfds(num_examples=24):
     results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['num_test_examples'] == 24
   assert 0.0 <= results['final_test_accuracy'] <= 1.0
@@ -110,6 +113,7 @@ def test_resume_from_an_earlier_checkpoint_is_bitwise_identical(
   assert r1['confusion_matrix'] == r2['confusion_matrix']
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_trains_nothing_more(tmp_path, idx_folder):
   config = tiny_config(idx_folder, epochs=1)
   first = train.train_and_evaluate(config, str(tmp_path / 'run'))
@@ -139,6 +143,7 @@ def test_divergence_stops_with_epoch_and_step(tmp_path, idx_folder):
   assert not list((tmp_path / 'run' / 'checkpoints').glob('[0-9]*'))
 
 
+@pytest.mark.slow
 def test_skip_nonfinite_keeps_the_run_alive_and_counts(tmp_path, idx_folder):
   results = train.train_and_evaluate(
       tiny_config(idx_folder, epochs=1, learning_rate=1e6, batchnorm='none',
@@ -159,7 +164,8 @@ def _garble(path):
   path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize('damage', ['truncate', 'garble'])
+@pytest.mark.parametrize(
+    'damage', ['truncate', pytest.param('garble', marks=pytest.mark.slow)])
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(
     tmp_path, idx_folder, damage, caplog):
   config = tiny_config(idx_folder, epochs=2)
@@ -184,6 +190,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(
   assert _without_timing(h1) == _without_timing(h2)
 
 
+@pytest.mark.slow
 def test_all_checkpoints_corrupt_is_refused_not_trained_over(
     tmp_path, idx_folder):
   config = tiny_config(idx_folder, epochs=1)
@@ -195,6 +202,7 @@ def test_all_checkpoints_corrupt_is_refused_not_trained_over(
     train.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
+@pytest.mark.slow
 def test_scan_loop_matches_the_step_loop(tmp_path, idx_folder):
   # 96 examples / 16 = 6 steps per epoch: scans of 4 then 2 steps.
   step = train.train_and_evaluate(
@@ -212,9 +220,11 @@ def test_scan_loop_matches_the_step_loop(tmp_path, idx_folder):
 
 @pytest.mark.parametrize('overrides', [
     dict(optimizer='momentum', schedule='cosine'),
-    dict(optimizer='nesterov', schedule='step', weight_decay=5e-4),
-    dict(optimizer='adam', learning_rate=1e-3, schedule='one-cycle',
-         label_smoothing=0.1),
+    pytest.param(dict(optimizer='nesterov', schedule='step',
+                      weight_decay=5e-4), marks=pytest.mark.slow),
+    pytest.param(dict(optimizer='adam', learning_rate=1e-3,
+                      schedule='one-cycle', label_smoothing=0.1),
+                 marks=pytest.mark.slow),
 ])
 def test_optimizer_and_schedule_variants_train(overrides):
   config = Config(width=0.25, **overrides).validate()
@@ -241,6 +251,7 @@ def test_schedules_follow_their_shape():
   assert float(one_cycle(0)) < 0.01
 
 
+@pytest.mark.slow
 def test_eval_every_skips_test_evaluations_but_not_the_last(tmp_path,
                                                             idx_folder):
   config = tiny_config(idx_folder, epochs=3, eval_every=2, width=0.25,
@@ -251,3 +262,55 @@ def test_eval_every_skips_test_evaluations_but_not_the_last(tmp_path,
   assert results['best_epoch'] in (2, 3)
   assert 'robustness_accuracy' not in results
   assert (tmp_path / 'curves.png').stat().st_size > 0
+
+
+def test_best_checkpoint_follows_validation_not_test_accuracy(tmp_path):
+  """Epoch 1 is best on validation, epoch 2 on test; `best` must be 1."""
+  config = tiny_config(tmp_path, validation_examples=8, checkpoints_to_keep=1)
+  state = _state(config)
+  ckpt = workdir.checkpointer(str(tmp_path / 'run'), config)
+  history = []
+  for epoch, val, test in ((1, 0.9, 0.5), (2, 0.5, 0.9), (3, 0.4, 0.4)):
+    history.append({'epoch': epoch, 'val_accuracy': val, 'test_accuracy': test})
+    ckpt.save(epoch, state, history)
+  ckpt.wait()
+  assert ckpt.best_epoch() == 1
+  assert ckpt.epochs() == [1, 3]  # The latest one, and the best.
+  ckpt.close()
+  test_chosen = workdir.checkpointer(str(tmp_path / 'run2'),
+                                     tiny_config(tmp_path,
+                                                 checkpoints_to_keep=1))
+  for epoch in (1, 2, 3):
+    test_chosen.save(epoch, state, history[:epoch])
+  test_chosen.wait()
+  assert test_chosen.best_epoch() == 2
+  test_chosen.close()
+
+
+def test_validation_split_is_held_out_scored_and_chooses_best(tmp_path,
+                                                               idx_folder):
+  config = tiny_config(idx_folder, epochs=3, validation_examples=32)
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  rows = [json.loads(l) for l in (tmp_path / 'run' / 'metrics.jsonl').open()]
+  assert all(0 <= r['val_accuracy'] <= 1 for r in rows)
+  best = max(rows, key=lambda r: r['val_accuracy'])
+  assert results['best_chosen_on'] == 'validation'
+  assert results['best_epoch'] == best['epoch']
+  assert results['best_test_accuracy'] == best['test_accuracy']
+  assert results['final_val_accuracy'] == rows[-1]['val_accuracy']
+  assert results['last5_mean_test_accuracy'] == pytest.approx(
+      np.mean([r['test_accuracy'] for r in rows]))
+  assert 'best_note' not in results
+  ds = data.load(config)
+  assert len(ds.train_labels) == 96 - 32 and len(ds.val_labels) == 32
+  full = data.load(tiny_config(idx_folder))
+  np.testing.assert_array_equal(ds.val_images, full.train_images[-32:])
+
+
+@pytest.mark.slow
+def test_without_validation_results_say_best_is_a_test_set_choice(
+    tmp_path, idx_folder):
+  results = train.train_and_evaluate(tiny_config(idx_folder, epochs=1),
+                                     str(tmp_path / 'run'))
+  assert results['best_chosen_on'] == 'test'
+  assert 'not a fair estimate' in results['best_note']

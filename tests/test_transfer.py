@@ -27,7 +27,7 @@ def source(tmp_path_factory):
   from conftest import write_idx_folder  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('transfer')
   folder = write_idx_folder(root / 'idx')
-  config = tiny_config(folder, epochs=1, width=0.25)
+  config = tiny_config(folder, epochs=1, width=0.25, depth=5)
   train.train_and_evaluate(config, str(root / 'source'))
   return root, folder, _state(root / 'source', config, 10)
 
@@ -37,13 +37,14 @@ def _equal(a, b):
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('finetune, frozen', [
     ('linear', ['conv1', 'conv5', 'dense1', 'bn_head']),
     ('head+last', ['conv1', 'conv2', 'conv5']),
 ])
 def test_frozen_layers_stay_bit_identical(source, finetune, frozen):
   root, folder, src = source
-  config = tiny_config(folder, epochs=2, width=0.25, finetune=finetune,
+  config = tiny_config(folder, epochs=2, width=0.25, depth=5, finetune=finetune,
                        init_from=str(root / 'source'))
   workdir = root / f'ft-{finetune}'
   train.train_and_evaluate(config, str(workdir))
@@ -58,7 +59,7 @@ def test_frozen_layers_stay_bit_identical(source, finetune, frozen):
 
 def test_head_is_replaced_when_the_class_count_differs(source):
   root, folder, src = source
-  config = tiny_config(folder, epochs=1, width=0.25, classes='5,6,7,8,9',
+  config = tiny_config(folder, epochs=1, width=0.25, depth=5, classes='5,6,7,8,9',
                        init_from=str(root / 'source'), trunk_lr_scale=0.1)
   workdir = root / 'five'
   results = train.train_and_evaluate(config, str(workdir))
@@ -78,9 +79,10 @@ def test_init_from_a_folder_without_a_run_is_refused(source, tmp_path):
         str(tmp_path / 'run'))
 
 
+@pytest.mark.slow
 def test_reinit_head_keeps_a_fresh_head_of_the_same_shape(source):
   root, folder, src = source
-  config = tiny_config(folder, epochs=1, width=0.25, reinit_head=True,
+  config = tiny_config(folder, epochs=1, width=0.25, depth=5, reinit_head=True,
                        finetune='linear', init_from=str(root / 'source'))
   workdir = root / 'reinit'
   train.train_and_evaluate(config, str(workdir))
