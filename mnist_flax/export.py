@@ -209,9 +209,11 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def export(workdir: str, fmt: str, out: str | None = None,
-           checkpoint: str = 'latest', quantize: str = 'none') -> dict:
+           checkpoint: str = 'latest', quantize: str = 'none',
+           predictor: Predictor | None = None) -> dict:
   """Exports a run's checkpoint to `out`; returns the metadata written
-  beside it (also to FILE.json)."""
+  beside it (also to FILE.json). `predictor`, if given, is that checkpoint
+  already loaded (restoring one takes seconds)."""
   if fmt not in FORMATS:
     raise ExportError(f'--format={fmt!r}: choose one of {", ".join(FORMATS)}')
   if quantize not in QUANTIZE:
@@ -221,7 +223,7 @@ def export(workdir: str, fmt: str, out: str | None = None,
     raise ExportError(f'--quantize={quantize} works with --format=litert only')
   out = out or default_out(workdir, fmt, checkpoint, quantize)
   _check_replaceable(out)
-  predictor = Predictor.from_workdir(workdir, checkpoint)
+  predictor = predictor or Predictor.from_workdir(workdir, checkpoint)
   meta = {
       'exporter': EXPORTER,
       'format': fmt,

@@ -59,7 +59,14 @@ def runs(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def exports(runs, tmp_path_factory):
+def predictors(runs):
+  """Each run's latest checkpoint, restored once (it takes seconds)."""
+  return {kind: Predictor.from_workdir(workdir)
+          for kind, workdir in runs.items()}
+
+
+@pytest.fixture(scope='module')
+def exports(runs, predictors, tmp_path_factory):
   """export(kind, fmt, quantize) -> path, each file made once per module."""
   root = tmp_path_factory.mktemp('files')
   made = {}
@@ -67,28 +74,29 @@ def exports(runs, tmp_path_factory):
   def get(kind, fmt, quantize='none'):
     if (kind, fmt, quantize) not in made:
       out = str(root / f'{kind}-{quantize}{export_lib.FORMATS[fmt]}')
-      export_lib.export(runs[kind], fmt, out, quantize=quantize)
+      export_lib.export(runs[kind], fmt, out, quantize=quantize,
+                        predictor=predictors[kind])
       made[kind, fmt, quantize] = out
     return made[kind, fmt, quantize]
 
   return get
 
 
-def _max_diff(path, workdir, images):
+def _max_diff(path, predictor, images):
   ours = exported.load(path)(images)
-  theirs = Predictor.from_workdir(workdir).predict_proba(images)
+  theirs = predictor.predict_proba(images)
   assert ours.shape == theirs.shape
   return float(np.abs(ours - theirs).max())
 
 
 @pytest.mark.parametrize('kind', ['single', 'ensemble'])
 @pytest.mark.parametrize('fmt', FP32_FORMATS)
-def test_fp32_export_matches_predictor(runs, exports, kind, fmt):
+def test_fp32_export_matches_predictor(predictors, exports, kind, fmt):
   out = exports(kind, fmt)
   meta = export_lib.read_metadata(out)
   assert meta['source']['num_models'] == (3 if kind == 'ensemble' else 1)
   images, _ = synthetic_digits(37, seed=5)
-  diff = _max_diff(out, runs[kind], images)
+  diff = _max_diff(out, predictors[kind], images)
   print(f'{fmt} {kind}: max abs diff {diff:.3g} on 37 images')
   assert diff <= FP32_ATOL
   model = exported.load(out)
@@ -98,11 +106,11 @@ def test_fp32_export_matches_predictor(runs, exports, kind, fmt):
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
-def test_ensemble_is_the_mean_of_its_members_softmaxes(runs, exports):
+def test_ensemble_is_the_mean_of_its_members_softmaxes(predictors, exports):
   import jax  # pylint: disable=g-import-not-at-top
   out = exports('ensemble', 'stablehlo')
   images, _ = synthetic_digits(16, seed=9)
-  p = Predictor.from_workdir(runs['ensemble'])
+  p = predictors['ensemble']
   members = [Predictor(p.model, jax.tree.map(lambda a, k=k: a[k], p.variables),
                        p.class_names).predict_proba(images) for k in range(3)]
   ours = exported.load(out)(images)
@@ -128,7 +136,10 @@ def test_stablehlo_reloads_with_jax_alone(exports, tmp_path):
 
 
 @needs_tf
-XX
+def test_int8_litert_is_smaller_and_agrees(exports):
+  fp32 = exports('single', 'litert')
+  int8 = exports('single', 'litert', 'dynamic_int8')
+  assert export_lib.read_metadata(int8)['quantize'] == 'dynamic_int8'
   assert os.path.getsize(int8) < 0.5 * os.path.getsize(fp32)
   images, _ = synthetic_digits(64, seed=3)
   a, b = exported.load(fp32)(images), exported.load(int8)(images)
@@ -239,9 +250,10 @@ def _mnist_test():
 def test_real_mnist_fp32_parity_on_1000_images(real_runs, kind, fmt,
                                                tmp_path):
   out = str(tmp_path / f'model{export_lib.FORMATS[fmt]}')
-  export_lib.export(real_runs[kind], fmt, out)
+  predictor = Predictor.from_workdir(real_runs[kind])
+  export_lib.export(real_runs[kind], fmt, out, predictor=predictor)
   images, _ = _mnist_test()
-  diff = _max_diff(out, real_runs[kind], images[:1000])
+  diff = _max_diff(out, predictor, images[:1000])
   print(f'{fmt} {kind}: max abs diff {diff:.3g} on 1000 MNIST test images')
   assert diff <= FP32_ATOL
 
