@@ -2,6 +2,7 @@
 
     python benchmarks/multi_model_vmap.py [--num_models=4] [--steps=40]
                                           [--repeats=2] [--keep_freed_memory]
+                                          [--json]
 
 The measurement behind --num_models. Both sides use the project's real
 code path (state.init_state and steps.make_train_step on device-resident data,
@@ -12,10 +13,12 @@ of each and the ratio, per repeat, side by side in one process.
 --keep_freed_memory applies hostmem.keep_freed_memory() to the whole process
 first (main.py's flag of the same name): K stacked models have K times the
 step's temporaries, which can cross glibc's mmap threshold (host_malloc.py).
+--json ends the output with one line of JSON holding the same figures.
 """
 
 import argparse
 import dataclasses
+import json
 import time
 
 import jax
@@ -37,6 +40,8 @@ def main():
   parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--batch_size', type=int, default=16)
   parser.add_argument('--keep_freed_memory', action='store_true')
+  parser.add_argument('--json', action='store_true',
+                      help='End with one line of JSON holding the figures.')
   args = parser.parse_args()
   if args.keep_freed_memory and not hostmem.keep_freed_memory():
     raise SystemExit('--keep_freed_memory: not available here (glibc only)')
@@ -66,6 +71,7 @@ def main():
 
   print(f'{jax.default_backend()}: {k} seed models, {steps} steps of {b}'
         f'{", freed memory kept" if args.keep_freed_memory else ""}')
+  repeats = []
   for r in range(args.repeats):
     sequential = sum(
         timed(single, state_lib.init_state(dataclasses.replace(
@@ -76,6 +82,16 @@ def main():
     print(f'repeat {r + 1}: sequential {k * steps * b / sequential:.0f} img/s, '
           f'vmapped {k * steps * b / vmapped:.0f} img/s, '
           f'vmapped/sequential speed {sequential / vmapped:.2f}')
+    repeats.append({
+        'sequential_images_per_s': round(k * steps * b / sequential, 1),
+        'vmapped_images_per_s': round(k * steps * b / vmapped, 1),
+        'vmapped_over_sequential': round(sequential / vmapped, 3)})
+  if args.json:
+    print(json.dumps({
+        'backend': jax.default_backend(),
+        'device_kind': jax.devices()[0].device_kind,
+        'num_models': k, 'steps': steps, 'batch_size': b,
+        'keep_freed_memory': args.keep_freed_memory, 'repeats': repeats}))
 
 
 if __name__ == '__main__':

@@ -10,7 +10,13 @@ the median over repeats is reported, with the ratio of this project to each
 peer and the share of a GEMM peak measured in the same invocation. The JAX
 figure goes through the project's real training step
 (mnist_flax.steps.make_train_step on device-resident data), not a copy.
-PyTorch is optional (`pip install -e '.[bench]'`); missing peers are skipped.
+PyTorch is optional (`pip install -e '.[bench]'`); missing peers are skipped
+(and named under "skipped" with --json). PyTorch runs eager on CUDA when
+torch.cuda.is_available() (model and data on the GPU, autocast('cuda') for
+bfloat16), else on the CPU. The GEMM peak is measured on JAX's default device:
+on CPU the best of numpy's BLAS and XLA's dot at 2048^3, on an accelerator
+XLA's dot at 8192^3 on device-resident data (at JAX's default matmul
+precision, which may use TF32 there).
 """
 
 import argparse
@@ -31,7 +37,7 @@ def measure_train_step(config, steps: int, warmup: int = 20) -> dict:
   """
   import resource  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from mnist_flax import distributed, models, state as state_lib, steps  # pylint: disable=g-import-not-at-top
+  from mnist_flax import distributed, models, state as state_lib, steps as steps_lib  # pylint: disable=g-import-not-at-top
   batch = config.batch_size
   mesh = distributed.make_mesh()
   state = state_lib.create_train_state(config, models.create_model(config, 10),
@@ -44,7 +50,7 @@ def measure_train_step(config, steps: int, warmup: int = 20) -> dict:
   labels = distributed.put_replicated(
       rng.integers(0, 10, n).astype(np.int32), mesh)
   order = distributed.put_replicated(np.arange(n, dtype=np.int32), mesh)
-  step = steps.make_train_step(mesh, config)
+  step = steps_lib.make_train_step(mesh, config)
   flops = step.lower(state, images, labels, order, 0).compile().cost_analysis()
   flops = flops.get('flops', 0.0) if isinstance(flops, dict) else 0.0
   for i in range(warmup):
@@ -62,9 +68,14 @@ def measure_train_step(config, steps: int, warmup: int = 20) -> dict:
 
 
 def bench_jax(steps: int, batch: int, dtype: str):
+  import jax  # pylint: disable=g-import-not-at-top
   from mnist_flax.config import Config  # pylint: disable=g-import-not-at-top
   out = measure_train_step(Config(batch_size=batch, dtype=dtype), steps)
-  return out['images_per_s'], out['flops_per_image']
+  return out['images_per_s'], out['flops_per_image'], _jax_device(jax)
+
+
+def _jax_device(jax) -> str:
+  return f'{jax.default_backend()}: {jax.devices()[0].device_kind}'
 
 
 def keras_seed_model(dtype: str = 'float32'):
@@ -101,7 +112,7 @@ def bench_keras(steps: int, batch: int, dtype: str):
             verbose=0)
   start = time.perf_counter()
   model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
-  return steps * batch / (time.perf_counter() - start), 0.0
+  return steps * batch / (time.perf_counter() - start), 0.0, 'keras'
 
 
 def bench_torch(steps: int, batch: int, dtype: str):
@@ -115,17 +126,26 @@ def bench_torch(steps: int, batch: int, dtype: str):
       nn.Flatten(), nn.Linear(12800, 64), nn.ReLU(),
       nn.BatchNorm1d(64, momentum=0.01, eps=1e-3), nn.Dropout(0.2),
       nn.Linear(64, 10))
+  cuda = torch.cuda.is_available()
+  device = 'cuda' if cuda else 'cpu'
+  model = model.to(device)
   opt = torch.optim.SGD(model.parameters(), lr=0.05)
   loss_fn = nn.CrossEntropyLoss()
   rng = np.random.default_rng(0)
   x = torch.from_numpy(rng.integers(0, 256, (batch * (steps + 20), 1, 28, 28),
                                     dtype=np.uint8))
   y = torch.from_numpy(rng.integers(0, 10, batch * (steps + 20)))
+  if cuda:  # Device-resident data, as the JAX side has.
+    x, y = x.to(device), y.to(device)
   autocast = dtype == 'bfloat16'
+
+  def sync():
+    if cuda:
+      torch.cuda.synchronize()
 
   def step(i):
     xb = x[i * batch:(i + 1) * batch].float() / 255
-    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
       loss = loss_fn(model(xb), y[i * batch:(i + 1) * batch])
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -133,25 +153,34 @@ def bench_torch(steps: int, batch: int, dtype: str):
 
   for i in range(20):
     step(i)
+  sync()
   start = time.perf_counter()
   for i in range(steps):
     step(20 + i)
-  return steps * batch / (time.perf_counter() - start), 0.0
+  sync()
+  name = f'cuda: {torch.cuda.get_device_name()}' if cuda else 'cpu'
+  return steps * batch / (time.perf_counter() - start), 0.0, name
 
 
 def bench_gemm(_steps: int, _batch: int, _dtype: str):
-  """fp32 GEMM GFLOP/s, the best of numpy's BLAS and XLA's dot."""
+  """fp32 GEMM GFLOP/s on JAX's default device: on CPU the best of numpy's
+  BLAS and XLA's dot at 2048^3; elsewhere XLA's dot at 8192^3 on
+  device-resident data (host BLAS is no peak of the accelerator's)."""
   import jax  # pylint: disable=g-import-not-at-top
-  n = 2048
+  cpu = jax.default_backend() == 'cpu'
+  n = 2048 if cpu else 8192
   a = np.random.default_rng(0).standard_normal((n, n), np.float32)
+  candidates = [(np.matmul, a)] if cpu else []
+  candidates.append((jax.jit(lambda x, y: x @ y),
+                     a if cpu else jax.device_put(a)))
   best = 0.0
-  for matmul in (np.matmul, jax.jit(lambda x, y: x @ y)):
-    jax.block_until_ready(matmul(a, a))
+  for matmul, x in candidates:
+    jax.block_until_ready(matmul(x, x))
     for _ in range(3):
       start = time.perf_counter()
-      jax.block_until_ready(matmul(a, a))
+      jax.block_until_ready(matmul(x, x))
       best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
-  return best, 0.0
+  return best, 0.0, _jax_device(jax)
 
 
 BENCHES = {'jax': bench_jax, 'keras': bench_keras, 'torch': bench_torch,
@@ -159,11 +188,11 @@ BENCHES = {'jax': bench_jax, 'keras': bench_keras, 'torch': bench_torch,
 
 
 def _child(name: str, steps: int, batch: int, dtype: str):
-  rate, flops = BENCHES[name](steps, batch, dtype)
-  print(json.dumps({'rate': rate, 'flops_per_image': flops}))
+  rate, flops, device = BENCHES[name](steps, batch, dtype)
+  print(json.dumps({'rate': rate, 'flops_per_image': flops, 'device': device}))
 
 
-def _measure(name, args):
+def _measure(name, args, skipped=None):
   proc = subprocess.run(
       [sys.executable, __file__, '--child', name, f'--steps={args.steps}',
        f'--batch_size={args.batch_size}', f'--dtype={args.dtype}'],
@@ -171,6 +200,8 @@ def _measure(name, args):
   if proc.returncode:
     tail = proc.stderr.strip().splitlines()[-1:] or ['?']
     print(f'  {name}: skipped ({tail[0][:200]})', file=sys.stderr)
+    if skipped is not None:
+      skipped[name] = tail[0][:200]
     return None
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -193,11 +224,13 @@ def main():
   rates = {n: [] for n in names}
   flops = 0.0
   gemm = []
+  skipped, devices = {}, {}
   for r in range(args.repeats):
     for name in names + ['gemm']:
-      out = _measure(name, args)
+      out = _measure(name, args, skipped)
       if out is None:
         continue
+      devices[name] = out.get('device', '')
       if name == 'gemm':
         gemm.append(out['rate'])
       else:
@@ -212,7 +245,11 @@ def main():
       'images_per_s': {n: round(v, 1) for n, v in median.items()},
       'gemm_peak_gflops': round(peak, 1),
       'train_flops_per_image': flops,
+      'devices': devices,
   }
+  never = {n: why for n, why in skipped.items() if n not in devices}
+  if never:
+    result['skipped'] = never
   if 'jax' in median:
     result['jax_vs'] = {n: round(median['jax'] / v, 3)
                         for n, v in median.items() if n != 'jax'}

@@ -2,13 +2,18 @@
 
     python benchmarks/time_to_99.py --manual_dir=../shared/data/mnist [--seeds=5]
                                     [--preset=speedrun] [--root=/tmp/speedrun]
+                                    [--extra_flag=--noverify_checksums ...]
+                                    [--json]
 
 Each seed is a fresh `python main.py --preset=... --seed=K` process on data
 that tfds has already prepared; its time is the wall clock from launching the
 process to its exit, so imports, data loading, compilation, evaluation,
 checkpoints and plots are all counted. Prints each seed's time and final test
 accuracy, then the mean accuracy (the target is 99.0%) and the mean and
-slowest time.
+slowest time. Each --extra_flag (repeatable) is passed on to main.py as it is,
+e.g. --extra_flag=--noverify_checksums to read --manual_dir's IDX files
+directly, without tfds. --json ends the output with one line of JSON holding
+the same figures.
 """
 
 import argparse
@@ -29,6 +34,11 @@ def main():
   parser.add_argument('--seeds', type=int, default=5)
   parser.add_argument('--preset', default='speedrun')
   parser.add_argument('--root', default='/tmp/speedrun')
+  parser.add_argument('--extra_flag', action='append', default=[],
+                      help='A flag for main.py, e.g. --noverify_checksums '
+                      '(repeatable).')
+  parser.add_argument('--json', action='store_true',
+                      help='End with one line of JSON holding the figures.')
   args = parser.parse_args()
   times, accs = [], []
   for seed in range(args.seeds):
@@ -40,11 +50,13 @@ def main():
                f'--workdir={workdir}']
     if args.manual_dir:
       command.append(f'--manual_dir={args.manual_dir}')
+    command += args.extra_flag
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode:
-      sys.exit(f'seed {seed} failed: {proc.stderr.strip().splitlines()[-1]}')
+      last = proc.stderr.strip().splitlines()[-1:] or ['(no output)']
+      sys.exit(f'seed {seed} failed: {last[0]}')
     with open(os.path.join(workdir, 'results.json')) as f:
       accuracy = json.load(f)['final_test_accuracy']
     times.append(seconds)
@@ -55,6 +67,14 @@ def main():
         f'{100 * statistics.mean(accs):.2f}% over {len(accs)} seeds '
         f'(min {100 * min(accs):.2f}%); wall time mean '
         f'{statistics.mean(times):.1f} s, slowest {max(times):.1f} s')
+  if args.json:
+    print(json.dumps({
+        'preset': args.preset, 'extra_flags': args.extra_flag,
+        'seconds': [round(t, 2) for t in times], 'test_accuracy': accs,
+        'mean_test_accuracy': statistics.mean(accs),
+        'min_test_accuracy': min(accs),
+        'mean_seconds': round(statistics.mean(times), 2),
+        'max_seconds': round(max(times), 2)}))
 
 
 if __name__ == '__main__':
