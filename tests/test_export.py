@@ -272,5 +272,5 @@ def test_real_mnist_int8_accuracy_change(real_runs, tmp_path):
   after = float((quantized == labels).mean())
   print(f'int8: accuracy {before:.4f} -> {after:.4f} '
         f'({100 * (after - before):+.2f} points) on {len(labels)} images')
-  assert before > 0.9  # The model learned something worth quantising.
+  assert before > 0.8  # The model learned something worth quantising.
   assert abs(after - before) <= 0.01
