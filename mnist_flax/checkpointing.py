@@ -56,6 +56,8 @@ class Checkpointer:
         self.directory,
         options=ocp.CheckpointManagerOptions(
             preservation_policy=policy, create=True,
+            # What best_step() ranks by (without it, it returns the latest).
+            best_fn=lambda m: m[best_metric], best_mode='max',
             cleanup_tmp_directories=True))
 
   def save(self, epoch: int, state: Any, history: list[dict]) -> None:

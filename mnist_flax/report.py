@@ -215,12 +215,15 @@ def write_results(workdir: str, history: list[dict], test_images, test_labels,
           k: r.model_accuracy for k, r in robust.items()}
   res = results(history, test_labels, result.preds, class_names, extra)
   workdir_lib.write_json(os.path.join(workdir, workdir_lib.RESULTS), res)
-  plot_learning_curves(history, os.path.join(workdir, 'curves.png'))
-  plot_confusion(np.array(res['confusion_matrix']), class_names,
-                 os.path.join(workdir, 'confusion.png'))
-  plot_misclassified(test_images, test_labels, result.preds,
-                     result.confidence, class_names,
-                     os.path.join(workdir, 'misclassified.png'))
+  try:
+    plot_learning_curves(history, os.path.join(workdir, 'curves.png'))
+    plot_confusion(np.array(res['confusion_matrix']), class_names,
+                   os.path.join(workdir, 'confusion.png'))
+    plot_misclassified(test_images, test_labels, result.preds,
+                       result.confidence, class_names,
+                       os.path.join(workdir, 'misclassified.png'))
+  except ImportError as e:  # A bare accelerator host without matplotlib.
+    logging.warning('no plots: %s', e)
   logging.info('final test accuracy %.2f%% (best epoch %d, chosen on %s: '
                'test %.2f%%); results in %s', 100 * res['final_test_accuracy'],
                res['best_epoch'], res['best_chosen_on'],

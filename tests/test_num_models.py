@@ -50,6 +50,7 @@ def test_each_model_trains_as_its_own_run(tmp_path, idx_folder):
                          stacked.params['head']['kernel'][1])
 
 
+@pytest.mark.slow
 def test_writes_per_model_metrics_and_the_ensemble(tmp_path, idx_folder):
   config = tiny_config(idx_folder, num_models=3, epochs=2, loop='scan',
                        scan_steps=4)  # 6 steps an epoch: scans of 4 and 2.

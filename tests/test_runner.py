@@ -28,6 +28,7 @@ def _runner(*args):
                         env=env, cwd=REPO, timeout=600)
 
 
+@pytest.mark.slow
 def test_runner_runs_skips_and_tabulates_a_tiny_grid(tmp_path, idx_folder):
   study = tmp_path / 'tiny.py'
   study.write_text(STUDY)

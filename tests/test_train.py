@@ -21,7 +21,7 @@ from mnist_flax.errors import CheckpointError
 from mnist_flax.errors import DivergenceError
 
 
-def _state(config=Config(), num_classes=10, seed=0):
+def _state(config=Config(**SMALL_MODEL), num_classes=10, seed=0):
   model = models.create_model(config, num_classes)
   return state_lib.create_train_state(config, model, jax.random.PRNGKey(seed),
                                   (28, 28, 1))
