@@ -20,6 +20,14 @@ ROOT/NAME/<variant>/seeds<first>-<last>, each model scored on its own: the
 way to fill an accelerator at batch 16 (on the 2-core CPU it is slower than
 one run per seed; see BENCHMARKS.md).
 
+--backend=ray trains the runs at once, each as a Ray task in a worker process
+of its own (--cpus_per_run, --gpus_per_run), on a local Ray instance or on the
+cluster at --ray_address; variants start once the pretrain runs they
+`init_from` have finished. A run whose worker or node dies is retried
+(--max_retries) and resumes from its last checkpoint; a bad flag or data file
+is reported, not retried. Workdirs are passed as absolute paths, so on a
+cluster --root must be on storage that every node sees.
+
 Outputs in ROOT/NAME: summary.md and summary.csv (final test accuracy, mean and
 std over seeds, per variant, and the mean accuracy on each robustness set when
 the runs scored them), runs.csv (every finished run's figures) and summary.png
@@ -34,8 +42,10 @@ import json
 import os
 import re
 import shlex
+import socket
 import statistics
 import sys
+import time
 
 from mnist_flax.config import Config
 from mnist_flax.errors import UserError
@@ -220,11 +230,128 @@ def summarize(study: dict, root: str, overrides: dict) -> list[dict]:
   return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class RayBackend:
+  """Where and how --backend=ray trains the runs."""
+  address: str = ''  # Empty: start a local Ray instance.
+  cpus_per_run: float = 1
+  gpus_per_run: float = 0
+  max_retries: int = 3  # Per run, for workers or nodes that die.
+  keep_freed_memory: bool = False
+
+
+def _train_in_worker(config: Config, workdir: str, keep_freed_memory: bool,
+                     *after) -> tuple[str, float]:
+  """One run, as a Ray task; `after` holds the pretrain runs it starts from,
+  only so that Ray waits for them. Returns (host, seconds)."""
+  del after
+  if keep_freed_memory:
+    from mnist_flax import hostmem  # pylint: disable=g-import-not-at-top
+    hostmem.keep_freed_memory()  # Before JAX starts its threads.
+  from mnist_flax import train  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  os.makedirs(os.path.dirname(workdir), exist_ok=True)
+  train.train_and_evaluate(config, workdir)
+  return socket.gethostname(), time.perf_counter() - start
+
+
+def _absolute_paths(config: Config) -> Config:
+  """Workers may run in another folder, or on another machine."""
+  return dataclasses.replace(config, **{
+      k: os.path.abspath(getattr(config, k))
+      for k in ('data_dir', 'manual_dir', 'init_from') if getattr(config, k)})
+
+
+def _connect_ray(backend: RayBackend):
+  """Imports Ray and joins (or starts) the instance; returns the module."""
+  try:
+    import ray  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    print("error: --backend=ray needs Ray: pip install -e '.[ray]'",
+          file=sys.stderr)
+    sys.exit(2)
+  host, _, port = backend.address.rpartition(':')
+  if host and port.isdigit() and '://' not in host:
+    try:  # Else ray.init retries an unreachable address for many minutes.
+      socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+      raise UserError(f'--ray_address={backend.address}: {e}') from None
+  try:
+    ray.init(address=backend.address or None)
+  except ConnectionError as e:
+    raise UserError(f'--ray_address={backend.address}: '
+                    f'{str(e).strip().splitlines()[0]}') from None
+  for resource, need in (('CPU', backend.cpus_per_run),
+                         ('GPU', backend.gpus_per_run)):
+    most = max((n['Resources'].get(resource, 0) for n in ray.nodes()
+                if n['Alive']), default=0)
+    if need > most and not backend.address:  # A cluster may scale up.
+      ray.shutdown()
+      raise UserError(f'--{resource.lower()}s_per_run={need:g} but this '
+                      f'machine has {most:g} {resource}s for Ray')
+  return ray
+
+
+def run_on_ray(planned: list, backend: RayBackend) -> None:
+  """Trains (what, workdir, config) runs as Ray tasks; returns when all are
+  done, or raises the first failure (cancelling the rest)."""
+  ray = _connect_ray(backend)
+  module = sys.modules[__name__]
+  if module.__name__ != '__main__':  # Imported: workers cannot import it.
+    ray.cloudpickle.register_pickle_by_value(module)
+  env = {}
+  if 0 < backend.gpus_per_run < 1:  # Runs share a GPU: no preallocation.
+    env['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
+  # Threads: Ray sets OMP_NUM_THREADS to the task's CPUs, which XLA:CPU does
+  # not read; XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (with or without
+  # intra_op_parallelism_threads=1) left the CPU time of a run's busiest
+  # threads unchanged too (jax 0.10, measured); only the process's CPU
+  # affinity sizes XLA's pools, and Ray assigns no cores. So a run uses the
+  # node's cores as a local run does; num_cpus sets how many train at once.
+  # max_calls=1: each run gets a fresh worker process, whose memory, threads
+  # and device go when the run ends (as with one main.py a run).
+  task = ray.remote(max_calls=1)(_train_in_worker).options(
+      num_cpus=backend.cpus_per_run, num_gpus=backend.gpus_per_run,
+      max_retries=backend.max_retries, retry_exceptions=False,
+      runtime_env={'env_vars': env} if env else None)
+  pretrain = {}  # Workdir -> the task training it, for variants to wait on.
+  pending = {}
+  for what, workdir, config in planned:
+    after = [pretrain[config.init_from]] if config.init_from in pretrain else []
+    ref = task.remote(config, workdir, backend.keep_freed_memory, *after)
+    if what.startswith('pretrain '):
+      pretrain[workdir] = ref
+    pending[ref] = what
+    print(f'[submit] {what} -> {workdir}', file=sys.stderr)
+  try:
+    while pending:
+      [ref], _ = ray.wait(list(pending), num_returns=1)
+      what = pending.pop(ref)
+      try:
+        host, seconds = ray.get(ref)
+      except ray.exceptions.RayTaskError as e:  # Raised by the training.
+        if isinstance(e.cause, UserError):
+          raise type(e.cause)(f'{what}: {e.cause}') from None
+        raise
+      except ray.exceptions.RayError as e:  # Retries spent, or cancelled.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        raise SystemExit(f'error: {what}: {type(e).__name__}: {first}')
+      print(f'[done] {what} on {host} in {seconds:.0f} s', file=sys.stderr)
+  finally:
+    for ref in pending:
+      ray.cancel(ref, force=True)
+    ray.shutdown()
+
+
 def run_study(path: str, root: str, overrides: dict,
               print_commands: bool = False, summary_only: bool = False,
-              pack_seeds: bool = False) -> list[dict]:
+              pack_seeds: bool = False,
+              ray_backend: RayBackend | None = None) -> list[dict]:
+  """Trains the study's unfinished runs, here or (ray_backend) on Ray."""
   from mnist_flax import train  # pylint: disable=g-import-not-at-top
   study = load_study(path)
+  if ray_backend:
+    root = os.path.abspath(root)
   # Every config is built (and valid) before anything trains; pretrain first.
   planned = [(f'pretrain {name}', workdir, config)
              for name, workdir, config in pretrain_runs(study, root, overrides)]
@@ -235,6 +362,7 @@ def run_study(path: str, root: str, overrides: dict,
   else:
     planned += [(f'{label} seed {seed}', workdir, config) for
                 label, seed, workdir, config in runs(study, root, overrides)]
+  to_train = []
   for what, workdir, config in planned:
     if summary_only:
       break
@@ -242,10 +370,14 @@ def run_study(path: str, root: str, overrides: dict,
       print(command_line(workdir, config))
     elif os.path.exists(os.path.join(workdir, 'results.json')):
       print(f'[skip] {what}: done', file=sys.stderr)
+    elif ray_backend:
+      to_train.append((what, workdir, _absolute_paths(config)))
     else:
       print(f'[run] {what} -> {workdir}', file=sys.stderr)
       os.makedirs(os.path.dirname(workdir), exist_ok=True)
       train.train_and_evaluate(config, workdir)
+  if to_train:
+    run_on_ray(to_train, ray_backend)
   return [] if print_commands else summarize(study, root, overrides)
 
 
@@ -263,8 +395,32 @@ def main():
                       'run (for accelerators)')
   parser.add_argument('--keep_freed_memory', action='store_true',
                       help="as main.py's flag: for big-batch studies on CPU")
+  parser.add_argument('--backend', default='local', choices=('local', 'ray'),
+                      help='train the runs one after another here (local), '
+                      'or at once as Ray tasks (ray)')
+  parser.add_argument('--ray_address', default='',
+                      help='empty: start a local Ray instance; auto or '
+                      'HOST:PORT: join that cluster')
+  parser.add_argument('--cpus_per_run', type=float, default=1)
+  parser.add_argument('--gpus_per_run', type=float, default=0)
+  parser.add_argument('--max_retries', type=int, default=3,
+                      help='with --backend=ray: retries of a run whose worker '
+                      'or node dies')
   args = parser.parse_args()
-  if args.keep_freed_memory:
+  ray_backend = None
+  if args.backend == 'ray':
+    if args.cpus_per_run <= 0 or args.gpus_per_run < 0 or args.max_retries < 0:
+      raise SystemExit('error: --cpus_per_run must be > 0, --gpus_per_run '
+                       'and --max_retries >= 0')
+    ray_backend = RayBackend(
+        address=args.ray_address, cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
+        keep_freed_memory=args.keep_freed_memory)
+  elif (args.ray_address, args.cpus_per_run, args.gpus_per_run,
+        args.max_retries) != ('', 1, 0, 3):
+    raise SystemExit('error: --ray_address, --cpus_per_run, --gpus_per_run '
+                     'and --max_retries need --backend=ray')
+  elif args.keep_freed_memory:
     from mnist_flax import hostmem  # pylint: disable=g-import-not-at-top
     hostmem.keep_freed_memory()  # Before JAX starts its threads.
   overrides = {}
@@ -273,7 +429,7 @@ def main():
     overrides[name] = _coerce(name, value)
   try:
     rows = run_study(args.study, args.root, overrides, args.print_commands,
-                     args.summary_only, args.pack_seeds)
+                     args.summary_only, args.pack_seeds, ray_backend)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(e.exit_code)
