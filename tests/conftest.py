@@ -102,7 +102,7 @@ def tiny_config(manual_dir, **overrides) -> Config:
   defaults = dict(manual_dir=str(manual_dir), verify_checksums=False,
                   **SMALL_MODEL,
                   epochs=2, batch_size=16, eval_batch_size=16,
-                  log_every_s=1000.0,
+                  log_every_s=1000.0, tensorboard=False,
                   # Scored by main.py's end-to-end test; skipped elsewhere.
                   robustness_examples=0)
   defaults.update(overrides)

@@ -13,6 +13,7 @@ from mnist_flax.errors import ConfigError
 from mnist_flax.errors import DataError
 
 
+@pytest.mark.slow
 def test_mock_tfds_path_gives_uint8_images_and_int32_labels(mock_tfds):
   with mock_tfds(num_examples=20):
     ds = data.load(Config())

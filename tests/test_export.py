@@ -49,20 +49,32 @@ def _tiny_run(root, manual_dir, **overrides):
   return str(root)
 
 
+class _Lazy(dict):
+  """A dict whose values are made on first use, so that a test of the
+  single model does not train the ensemble."""
+
+  def __init__(self, make):
+    super().__init__()
+    self.make = make
+
+  def __missing__(self, key):
+    self[key] = self.make(key)
+    return self[key]
+
+
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   """A single tiny model and a tiny --num_models=3 ensemble."""
   root = tmp_path_factory.mktemp('export')
   folder = write_idx_folder(root / 'idx', n_train=96, n_test=32)
-  return {'single': _tiny_run(root / 'single', folder),
-          'ensemble': _tiny_run(root / 'ensemble', folder, num_models=3)}
+  return _Lazy(lambda kind: _tiny_run(
+      root / kind, folder, num_models=3 if kind == 'ensemble' else 1))
 
 
 @pytest.fixture(scope='module')
 def predictors(runs):
   """Each run's latest checkpoint, restored once (it takes seconds)."""
-  return {kind: Predictor.from_workdir(workdir)
-          for kind, workdir in runs.items()}
+  return _Lazy(lambda kind: Predictor.from_workdir(runs[kind]))
 
 
 @pytest.fixture(scope='module')
@@ -89,8 +101,18 @@ def _max_diff(path, predictor, images):
   return float(np.abs(ours - theirs).max())
 
 
-@pytest.mark.parametrize('kind', ['single', 'ensemble'])
-@pytest.mark.parametrize('fmt', FP32_FORMATS)
+# The fast tier keeps one format and the CLI's first refusal; the rest of this
+# file is the slow tier.
+def _fp32_cases():
+  for kind in ('single', 'ensemble'):
+    for case in FP32_FORMATS:
+      marks = list(case.marks)
+      if (kind, *case.values) != ('single', 'stablehlo'):
+        marks.append(pytest.mark.slow)
+      yield pytest.param(kind, *case.values, marks=marks)
+
+
+@pytest.mark.parametrize('kind, fmt', list(_fp32_cases()))
 def test_fp32_export_matches_predictor(predictors, exports, kind, fmt):
   out = exports(kind, fmt)
   meta = export_lib.read_metadata(out)
@@ -106,6 +128,7 @@ def test_fp32_export_matches_predictor(predictors, exports, kind, fmt):
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_ensemble_is_the_mean_of_its_members_softmaxes(predictors, exports):
   import jax  # pylint: disable=g-import-not-at-top
   out = exports('ensemble', 'stablehlo')
@@ -118,6 +141,7 @@ def test_ensemble_is_the_mean_of_its_members_softmaxes(predictors, exports):
   assert np.abs(ours - members[0]).max() > 1e-4  # Not just the first model.
 
 
+@pytest.mark.slow
 def test_stablehlo_reloads_with_jax_alone(exports, tmp_path):
   out = exports('single', 'stablehlo')
   images, _ = synthetic_digits(3, seed=1)
@@ -135,6 +159,7 @@ def test_stablehlo_reloads_with_jax_alone(exports, tmp_path):
   assert done.stdout.strip() == '(3, 10)'
 
 
+@pytest.mark.slow
 @needs_tf
 def test_int8_litert_is_smaller_and_agrees(exports):
   fp32 = exports('single', 'litert')
@@ -147,6 +172,7 @@ def test_int8_litert_is_smaller_and_agrees(exports):
   assert np.abs(a - b).max() > 0  # It did change the arithmetic.
 
 
+@pytest.mark.slow
 @needs_onnx
 def test_onnx_carries_class_names_in_its_metadata(exports):
   import onnx  # pylint: disable=g-import-not-at-top
@@ -160,6 +186,7 @@ def test_onnx_carries_class_names_in_its_metadata(exports):
   assert not dim.HasField('dim_value')  # A symbolic, dynamic batch.
 
 
+@pytest.mark.slow
 def test_sidecar_json_describes_the_file(runs, tmp_path):
   out = str(tmp_path / 'm.stablehlo')
   export_lib.export(runs['single'], 'stablehlo', out, checkpoint='best')
@@ -186,17 +213,20 @@ def _one_error_line(done):
   return lines[0]
 
 
+_slow = lambda *a: pytest.param(*a, marks=pytest.mark.slow)
+
+
 @pytest.mark.parametrize('args, message', [
-    (['--format=stablehlo'], 'usage'),
+    _slow(['--format=stablehlo'], 'usage'),
     (['--workdir={run}', '--format=pdf'], "--format='pdf'"),
-    (['--workdir={run}', '--format=onnx', '--quantize=dynamic_int8'],
+    _slow(['--workdir={run}', '--format=onnx', '--quantize=dynamic_int8'],
      'litert only'),
-    (['--workdir={run}', '--format=litert', '--quantize=int4'],
+    _slow(['--workdir={run}', '--format=litert', '--quantize=int4'],
      "--quantize='int4'"),
-    (['--workdir={missing}', '--format=stablehlo'], 'config.json'),
-    (['--workdir={run}', '--format=stablehlo', '--checkpoint=99'],
+    _slow(['--workdir={missing}', '--format=stablehlo'], 'config.json'),
+    _slow(['--workdir={run}', '--format=stablehlo', '--checkpoint=99'],
      'no checkpoint'),
-    (['--workdir={run}', '--nosuchflag'], 'nosuchflag'),
+    _slow(['--workdir={run}', '--nosuchflag'], 'nosuchflag'),
 ])
 def test_cli_refuses_bad_input_in_one_line(runs, tmp_path, args, message):
   args = [a.format(run=runs['single'], missing=tmp_path / 'nope')
@@ -205,6 +235,7 @@ def test_cli_refuses_bad_input_in_one_line(runs, tmp_path, args, message):
   assert message in line
 
 
+@pytest.mark.slow
 def test_cli_never_overwrites_an_unrelated_file(runs, tmp_path):
   victim = tmp_path / 'notes.onnx'
   victim.write_text('mine')

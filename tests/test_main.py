@@ -64,6 +64,7 @@ def test_main_end_to_end_writes_every_artifact(tmp_path, idx_folder):
   assert 'img/s  ETA epoch' in proc.stderr
 
 
+@pytest.mark.slow
 def test_notensorboard_run_never_imports_tensorflow(tmp_path, idx_folder):
   workdir = tmp_path / 'run'
   proc = run_main(f'--workdir={workdir}', f'--manual_dir={idx_folder}',

@@ -30,13 +30,16 @@ def test_seed_parameter_counts_match_the_study():
   assert params['head']['kernel'].shape == (64, 10)
 
 
+_slow = lambda overrides: pytest.param(overrides, marks=pytest.mark.slow)
+
+
 @pytest.mark.parametrize('overrides', [
-    dict(conv_activation='first'),
-    dict(batchnorm='none'),
+    _slow(dict(conv_activation='first')),
+    _slow(dict(batchnorm='none')),
     dict(batchnorm='conv'),
-    dict(padding='SAME'),
-    dict(width=0.5),
-    dict(dropout=0.0),
+    _slow(dict(padding='SAME')),
+    _slow(dict(width=0.5)),
+    _slow(dict(dropout=0.0)),
     dict(dtype='bfloat16'),
 ])
 def test_variants_give_logits_of_the_right_shape(overrides):
@@ -50,6 +53,7 @@ def test_variants_give_logits_of_the_right_shape(overrides):
   assert logits.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_variants_change_what_they_say():
   _, no_bn = _init(Config(batchnorm='none'))
   assert 'batch_stats' not in no_bn
@@ -60,6 +64,7 @@ def test_variants_change_what_they_say():
   assert same['params']['dense1']['kernel'].shape == (14 * 14 * 512, 64)
 
 
+@pytest.mark.slow
 def test_first_only_activation_differs_from_all():
   x = jax.random.uniform(jax.random.PRNGKey(3), (4, 28, 28, 1))
   model_all, variables = _init(Config(conv_activation='all'))
@@ -94,7 +99,7 @@ def test_gap_head_pools_before_the_dense_layer():
 
 
 @pytest.mark.parametrize('padding, batchnorm', [
-    ('VALID', 'head'),
+    pytest.param('VALID', 'head', marks=pytest.mark.slow),
     pytest.param('SAME', 'head', marks=pytest.mark.slow),
     pytest.param('VALID', 'conv', marks=pytest.mark.slow),
     pytest.param('SAME', 'conv', marks=pytest.mark.slow),

@@ -32,6 +32,7 @@ def test_predictor_agrees_with_results_json(trained):
   assert accuracy == results['final_test_accuracy']
 
 
+@pytest.mark.slow
 def test_predictor_batches_and_checks_its_input(trained):
   workdir, ds = trained
   p = predict.Predictor.from_workdir(str(workdir), checkpoint='best')

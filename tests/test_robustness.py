@@ -1,9 +1,11 @@
 import numpy as np
+import pytest
 
 from conftest import synthetic_digits
 from mnist_flax import robustness
 
 
+@pytest.mark.slow
 def test_robustness_sets_are_deterministic_uint8_and_transformed():
   images, _ = synthetic_digits(32, seed=3)
   images = images[..., None]

@@ -23,8 +23,9 @@ from mnist_flax.errors import DivergenceError
 
 def _state(config=Config(**SMALL_MODEL), num_classes=10, seed=0):
   model = models.create_model(config, num_classes)
-  return state_lib.create_train_state(config, model, jax.random.PRNGKey(seed),
-                                  (28, 28, 1))
+  create = functools.partial(state_lib.create_train_state, config, model,
+                             image_shape=(28, 28, 1))
+  return jax.jit(create)(jax.random.PRNGKey(seed))  # One compile, not eager.
 
 
 def test_train_step_lowers_the_loss_on_a_fixed_batch():
@@ -122,6 +123,7 @@ def test_rerunning_a_finished_run_trains_nothing_more(tmp_path, idx_folder):
   assert again['epochs'] == 1
 
 
+@pytest.mark.slow
 def test_a_different_config_is_refused_unless_restart(tmp_path, idx_folder):
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(tiny_config(idx_folder, epochs=1), workdir)
@@ -135,6 +137,7 @@ def test_a_different_config_is_refused_unless_restart(tmp_path, idx_folder):
   assert list(tmp_path.glob('run.old-*/metrics.jsonl'))  # Moved, not lost.
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_epoch_and_step(tmp_path, idx_folder):
   with pytest.raises(DivergenceError, match=r'at epoch 1, step \d+'):
     train.train_and_evaluate(
@@ -164,8 +167,8 @@ def _garble(path):
   path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize(
-    'damage', ['truncate', pytest.param('garble', marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize('damage', ['truncate', 'garble'])
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(
     tmp_path, idx_folder, damage, caplog):
   config = tiny_config(idx_folder, epochs=2)
@@ -219,7 +222,8 @@ def test_scan_loop_matches_the_step_loop(tmp_path, idx_folder):
 
 
 @pytest.mark.parametrize('overrides', [
-    dict(optimizer='momentum', schedule='cosine'),
+    pytest.param(dict(optimizer='momentum', schedule='cosine'),
+                 marks=pytest.mark.slow),
     pytest.param(dict(optimizer='nesterov', schedule='step',
                       weight_decay=5e-4), marks=pytest.mark.slow),
     pytest.param(dict(optimizer='adam', learning_rate=1e-3,
@@ -287,6 +291,7 @@ def test_best_checkpoint_follows_validation_not_test_accuracy(tmp_path):
   test_chosen.close()
 
 
+@pytest.mark.slow
 def test_validation_split_is_held_out_scored_and_chooses_best(tmp_path,
                                                                idx_folder):
   config = tiny_config(idx_folder, epochs=3, validation_examples=32)
