@@ -41,9 +41,9 @@ from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mnist_flax.errors import UserError
+from mnist_flax.predict import IMAGE_SHAPE  # The Predictor's input, [N, 28, 28].
 from mnist_flax.predict import Predictor
 
 EXPORTER = 'mnist_flax.export'
@@ -52,7 +52,6 @@ QUANTIZE = ('none', 'dynamic_int8')
 INPUT_NAME = 'images'
 OUTPUT_NAME = 'probabilities'
 ONNX_OPSET = 17
-IMAGE_SHAPE = (28, 28)
 
 
 class ExportError(UserError):
