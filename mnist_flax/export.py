@@ -42,6 +42,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 
+from mnist_flax import steps
 from mnist_flax.errors import UserError
 from mnist_flax.predict import IMAGE_SHAPE  # The Predictor's input, [N, 28, 28].
 from mnist_flax.predict import Predictor
@@ -71,7 +72,7 @@ def inference_fn(predictor: Predictor):
   variables = predictor.variables
 
   def proba(v, images):
-    x = images.astype(jnp.float32)[..., None] / 255.0
+    x = steps.normalize(images)[..., None]
     return jax.nn.softmax(model.apply(v, x, train=False))
 
   def fn(images):
