@@ -5,7 +5,9 @@
     shift(3)         translate by up to 3 pixels in x and y
     rotate(15)       rotate by up to 15 degrees
     scale(0.1)       zoom by a factor in [0.9, 1.1]
-    affine(3,15,0.1) shift, rotate and scale in one resampling
+    shear(10)        shear along x by up to 10 degrees
+    affine(3,15,0.1) shift, rotate and scale in one resampling; a fourth
+                     parameter, affine(3,15,0.1,10), also shears
     elastic(34,4)    elastic distortion (Simard et al. 2003): alpha, sigma
     cutout(8)        zero one 8x8 square at a random place
     noise(0.1)       add Gaussian noise of std 0.1 (pixels in [0, 1])
@@ -45,7 +47,8 @@ def _sample(image, src):
       for c in range(image.shape[-1])], axis=-1)
 
 
-def _affine(key, image, max_shift=0.0, max_degrees=0.0, max_scale=0.0):
+def _affine(key, image, max_shift=0.0, max_degrees=0.0, max_scale=0.0,
+            max_shear=0.0):
   k_shift, k_rot, k_scale = jax.random.split(key, 3)
   shift = jax.random.uniform(k_shift, (2,), minval=-max_shift, maxval=max_shift)
   angle = jnp.deg2rad(jax.random.uniform(k_rot, (), minval=-max_degrees,
@@ -53,8 +56,14 @@ def _affine(key, image, max_shift=0.0, max_degrees=0.0, max_scale=0.0):
   scale = 1.0 + jax.random.uniform(k_scale, (), minval=-max_scale,
                                    maxval=max_scale)
   cos, sin = jnp.cos(angle), jnp.sin(angle)
-  # Inverse map: output pixel -> source pixel.
+  # Inverse map: output pixel -> source pixel. Every draw is symmetric about
+  # the identity, so the inverse of a random map is as random as the map.
   matrix = jnp.array([[cos, -sin], [sin, cos]]) / scale
+  if max_shear:  # Its own key, so the other ops' draws stay as they were.
+    shear_angle = jnp.deg2rad(jax.random.uniform(
+        jax.random.fold_in(key, 3), (), minval=-max_shear, maxval=max_shear))
+    # (y, x) -> (y, x + tan(angle) * y).
+    matrix = matrix @ jnp.array([[1.0, 0.0], [jnp.tan(shear_angle), 1.0]])
   return _resample(image, matrix, -shift)
 
 
@@ -70,8 +79,12 @@ def scale(key, image, amount=0.1):
   return _affine(key, image, max_scale=amount)
 
 
-def affine(key, image, pixels=2.0, degrees=15.0, amount=0.1):
-  return _affine(key, image, pixels, degrees, amount)
+def shear(key, image, degrees=10.0):
+  return _affine(key, image, max_shear=degrees)
+
+
+def affine(key, image, pixels=2.0, degrees=15.0, amount=0.1, shear_degrees=0.0):
+  return _affine(key, image, pixels, degrees, amount, shear_degrees)
 
 
 def elastic(key, image, alpha=34.0, sigma=4.0):
@@ -105,11 +118,12 @@ def noise(key, image, std=0.1):
 
 
 OPS: dict[str, Callable] = {
-    'shift': shift, 'rotate': rotate, 'scale': scale, 'affine': affine,
+    'shift': shift, 'rotate': rotate, 'scale': scale, 'shear': shear,
+    'affine': affine,
     'elastic': elastic, 'cutout': cutout, 'noise': noise,
 }
-_ARITY = {'shift': 1, 'rotate': 1, 'scale': 1, 'affine': 3, 'elastic': 2,
-          'cutout': 1, 'noise': 1}
+_ARITY = {'shift': 1, 'rotate': 1, 'scale': 1, 'shear': 1, 'affine': 4,
+          'elastic': 2, 'cutout': 1, 'noise': 1}
 _OP = re.compile(r'^([a-z_]+)(?:\(([^()]*)\))?$')
 
 

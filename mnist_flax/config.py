@@ -86,9 +86,19 @@ class Config:
   learning_rate: float = _field(0.05, 'Peak learning rate.')
   schedule: str = _field(
       'constant', 'Learning-rate schedule over the whole run: constant, '
-      'cosine decay to 0, one-cycle (linear warm-up for 30%, then down), or '
-      'step (x0.1 at 50% and 75% of the run).',
-      ('constant', 'cosine', 'one-cycle', 'step'))
+      'cosine decay to 0, one-cycle (linear warm-up for 30%, then down to '
+      '4e-6 of the peak), step (x0.1 at 50% and 75% of the run), or '
+      'exponential (down to --final_lr_fraction of the peak).',
+      ('constant', 'cosine', 'one-cycle', 'step', 'exponential'))
+  final_lr_fraction: float = _field(
+      1e-5, 'Where --schedule=exponential ends, as a fraction of the peak.')
+  ema_decay: float = _field(
+      0.0, 'Keep an exponential moving average of the weights and BN '
+      'statistics with this decay (e.g. 0.999); evaluation, checkpoints\' '
+      'best and the Predictor then use the average. 0: off.')
+  clean_epochs: int = _field(
+      0, 'Train the last N epochs without --augment, on the images as they '
+      'are.')
   weight_decay: float = _field(
       0.0, 'Decoupled weight decay (added to the update, times the lr).')
   label_smoothing: float = _field(0.0, 'Label smoothing of the targets.')
@@ -191,6 +201,14 @@ class Config:
     if not 0.0 <= self.label_smoothing < 1.0:
       raise ConfigError(
           f'--label_smoothing must be in [0, 1), got {self.label_smoothing}')
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ConfigError(f'--ema_decay must be in [0, 1), got {self.ema_decay}')
+    if not 0 <= self.clean_epochs <= self.epochs:
+      raise ConfigError(f'--clean_epochs must be in 0..--epochs '
+                        f'({self.epochs}), got {self.clean_epochs}')
+    if not 0.0 < self.final_lr_fraction <= 1.0:
+      raise ConfigError('--final_lr_fraction must be in (0, 1], got '
+                        f'{self.final_lr_fraction}')
     if self.weight_decay < 0:
       raise ConfigError(f'--weight_decay must be >= 0, got {self.weight_decay}')
     if self.width <= 0:

@@ -52,9 +52,7 @@ class Predictor:
   def from_workdir(cls, workdir: str, checkpoint: str = 'latest'):
     """Loads the latest (or 'best', or an epoch number's) checkpoint."""
     run = workdir_lib.load_run(workdir, checkpoint)
-    variables = {'params': run.state.params,
-                 'batch_stats': run.state.batch_stats}
-    return cls(run.model, variables, run.class_names,
+    return cls(run.model, run.state.inference_variables(), run.class_names,
                num_models=run.config.num_models)
 
   @functools.cached_property

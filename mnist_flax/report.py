@@ -111,6 +111,23 @@ def results(history: list[dict], labels: np.ndarray, preds: np.ndarray,
   return out
 
 
+def model_summary(history: list[dict]) -> dict:
+  """With several models: each model's mean test accuracy over the last
+  epochs, and its best epoch (chosen on validation where there is a split)."""
+  evaluated = [r for r in history if 'model_test_accuracy' in r]
+  test = np.array([r['model_test_accuracy'] for r in evaluated])  # (E, K)
+  on = 'val' if 'model_val_accuracy' in evaluated[-1] else 'test'
+  chosen = np.array([r[f'model_{on}_accuracy'] for r in evaluated])
+  best = chosen.argmax(axis=0)  # The first of equals, as for one model.
+  return {
+      f'model_last{LAST_EPOCHS}_mean_test_accuracy':
+          test[-LAST_EPOCHS:].mean(axis=0).tolist(),
+      'model_best_epoch': [evaluated[i]['epoch'] for i in best],
+      'model_best_test_accuracy': [float(test[i, k])
+                                   for k, i in enumerate(best)],
+  }
+
+
 def plot_learning_curves(history: list[dict], path: str) -> None:
   plt = _pyplot()
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -209,7 +226,8 @@ def write_results(workdir: str, history: list[dict], test_images, test_labels,
                  model_final_test_accuracy=result.model_accuracy,
                  model_mean_test_accuracy=float(np.mean(result.model_accuracy)),
                  model_std_test_accuracy=float(np.std(result.model_accuracy,
-                                                      ddof=1)))
+                                                      ddof=1)),
+                 **model_summary(history))
     if robust:
       extra['model_robustness_accuracy'] = {
           k: r.model_accuracy for k, r in robust.items()}

@@ -31,6 +31,31 @@ class TrainState(train_state.TrainState):
   frozen: frozenset = struct.field(pytree_node=False, default=frozenset())
 
 
+  def inference_variables(self) -> dict[str, Any]:
+    """What evaluation, export and the Predictor apply the model with."""
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+
+class EmaTrainState(TrainState):
+  """A TrainState that also keeps a moving average of the weights and BN
+  statistics (--ema_decay), which is what is evaluated and served. Its own
+  class, so that runs without an average keep the checkpoint layout."""
+  ema: Any = None  # {'params', 'batch_stats'}
+
+  def inference_variables(self) -> dict[str, Any]:
+    return self.ema
+
+
+def update_ema(state: EmaTrainState, decay: float) -> EmaTrainState:
+  """Moves state.ema towards the current weights and BN statistics. The
+  decay ramps up as (1 + step) / (10 + step) until it reaches `decay`, so the
+  average is not dominated by the initialisation early on."""
+  step = state.step.astype(jnp.float32)
+  rate = 1.0 - jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  current = {'params': state.params, 'batch_stats': state.batch_stats}
+  return state.replace(ema=optax.incremental_update(current, state.ema, rate))
+
+
 def trainable_layers(config: Config, layers) -> dict[str, str]:
   """Top-level layer name -> 'head', 'trunk' or 'frozen'."""
   def group(name):
@@ -64,6 +89,8 @@ def make_schedule(config: Config, total_steps: int):
     return optax.cosine_decay_schedule(lr, total_steps)
   if config.schedule == 'one-cycle':
     return optax.linear_onecycle_schedule(total_steps, lr, pct_start=0.3)
+  if config.schedule == 'exponential':
+    return optax.exponential_decay(lr, total_steps, config.final_lr_fraction)
   return optax.piecewise_constant_schedule(
       lr, {int(total_steps * 0.5): 0.1, int(total_steps * 0.75): 0.1})
 
@@ -110,11 +137,15 @@ def create_train_state(config: Config, model, key: jax.Array,
   init_key, dropout_key = jax.random.split(key)
   variables = model.init(init_key, jnp.zeros((1, *image_shape), jnp.float32),
                          train=False)
-  state = TrainState.create(
+  state_class = EmaTrainState if config.ema_decay else TrainState
+  state = state_class.create(
       apply_fn=model.apply, params=variables['params'],
       batch_stats=variables.get('batch_stats', {}),
       tx=make_optimizer(config, total_steps), dropout_key=dropout_key,
       frozen=frozen_layers(config, variables['params']))
+  if config.ema_decay:
+    state = state.replace(ema={'params': state.params,
+                               'batch_stats': state.batch_stats})
   if config.learning_rates:
     state = state.replace(opt_state=optax.tree_utils.tree_set(
         state.opt_state, step_size=jnp.asarray(lr_scale, jnp.float32)))

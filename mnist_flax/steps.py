@@ -17,6 +17,7 @@ from mnist_flax import augment
 from mnist_flax import distributed
 from mnist_flax.config import Config
 from mnist_flax.state import TrainState
+from mnist_flax.state import update_ema
 
 
 def normalize(images: jax.Array) -> jax.Array:
@@ -34,8 +35,10 @@ params_finite = jax.jit(all_finite)
 
 def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
                skip_nonfinite: bool = False, augment_spec: str = 'none',
-               label_smoothing: float = 0.0):
+               label_smoothing: float = 0.0, ema_decay: float = 0.0):
   """One optimizer step on a batch of uint8 images; returns (state, metrics).
+
+  With ema_decay, the step also moves the weights' moving average.
 
   With skip_nonfinite, a step whose loss or updated params are NaN/Inf leaves the
   params, optimizer state and BN statistics as they were (the step counter
@@ -68,6 +71,8 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
     new_state = new_state.replace(
         params=keep(new_state.params, state.params),
         batch_stats=keep(new_state.batch_stats, state.batch_stats))
+  if ema_decay:
+    new_state = update_ema(new_state, ema_decay)
   metrics = {'loss': loss,
              'correct': jnp.sum(jnp.argmax(logits, -1) == labels)}
   if skip_nonfinite:
@@ -81,9 +86,8 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
 
 def eval_step(state: TrainState, images: jax.Array, labels: jax.Array):
   """Per-example loss and logits, with BN in inference mode, no dropout."""
-  logits = state.apply_fn(
-      {'params': state.params, 'batch_stats': state.batch_stats},
-      normalize(images), train=False)
+  logits = state.apply_fn(state.inference_variables(), normalize(images),
+                          train=False)
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   return {'loss': loss, 'logits': logits}
 
@@ -97,11 +101,16 @@ class StepOptions(NamedTuple):
   augment: str
   label_smoothing: float
   num_models: int
+  ema_decay: float
 
   @classmethod
-  def from_config(cls, config: Config) -> 'StepOptions':
-    return cls(config.batch_size, config.skip_nonfinite, config.augment,
-               config.label_smoothing, config.num_models)
+  def from_config(cls, config: Config, epoch: int = 1) -> 'StepOptions':
+    """The options of `epoch`'s steps: the last --clean_epochs train on
+    unaugmented images."""
+    clean = epoch > config.epochs - config.clean_epochs
+    return cls(config.batch_size, config.skip_nonfinite,
+               'none' if clean else config.augment, config.label_smoothing,
+               config.num_models, config.ema_decay)
 
 
 def _batch_step(mesh, options: StepOptions):
@@ -120,16 +129,17 @@ def _batch_step(mesh, options: StepOptions):
     idx = jax.lax.dynamic_slice_in_dim(order, index * size, size)
     idx = jax.lax.with_sharding_constraint(idx, batch)
     return train_step(state, images[idx], labels[idx], options.skip_nonfinite,
-                      options.augment, options.label_smoothing)
+                      options.augment, options.label_smoothing,
+                      options.ema_decay)
 
   if options.num_models > 1:
     return jax.vmap(step, in_axes=(0, None, None, 0, None))
   return step
 
 
-def make_train_step(mesh, config: Config):
+def make_train_step(mesh, config: Config, epoch: int = 1):
   """One jitted call per step: (state, images, labels, order, index)."""
-  return _make_train_step(mesh, StepOptions.from_config(config))
+  return _make_train_step(mesh, StepOptions.from_config(config, epoch))
 
 
 @functools.lru_cache
@@ -139,13 +149,14 @@ def _make_train_step(mesh, options: StepOptions):
                  out_shardings=(replicated, replicated))
 
 
-def make_train_scan(mesh, config: Config, num_steps: int):
+def make_train_scan(mesh, config: Config, num_steps: int, epoch: int = 1):
   """`num_steps` consecutive steps in one lax.scan: (state, ..., order, first).
 
   One dispatch per num_steps: the remedy for per-step overhead on GPU/TPU at
   small batches. Returns per-step metrics stacked on a leading axis.
   """
-  return _make_train_scan(mesh, StepOptions.from_config(config), num_steps)
+  return _make_train_scan(mesh, StepOptions.from_config(config, epoch),
+                          num_steps)
 
 
 @functools.lru_cache

@@ -156,7 +156,7 @@ class _Epochs:
     args = (*self.train_split, self.order_fn(self.shuffle_key, epoch))
     metrics = []
     if self.loop == 'step':
-      step_fn = steps_lib.make_train_step(self.mesh, config)
+      step_fn = steps_lib.make_train_step(self.mesh, config, epoch)
       for i in range(self.steps):
         state, m = step_fn(state, *args, i)
         metrics.append(m)
@@ -164,7 +164,7 @@ class _Epochs:
     else:
       for first in range(0, self.steps, config.scan_steps):
         n = min(config.scan_steps, self.steps - first)
-        scan = steps_lib.make_train_scan(self.mesh, config, n)
+        scan = steps_lib.make_train_scan(self.mesh, config, n, epoch)
         state, m = scan(state, *args, first)
         metrics.append(m)
         progress.maybe_log(first + n, metrics, config.epochs - epoch)

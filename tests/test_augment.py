@@ -9,8 +9,9 @@ from mnist_flax import train
 from mnist_flax.config import Config
 from mnist_flax.errors import ConfigError
 
-ALL_OPS = ['shift(3)', 'rotate(15)', 'scale(0.1)', 'affine(2,10,0.1)',
-           'elastic(34,4)', 'cutout(8)', 'noise(0.1)']
+ALL_OPS = ['shift(3)', 'rotate(15)', 'scale(0.1)', 'shear(10)',
+           'affine(2,10,0.1)', 'affine(2,10,0.2,10)', 'elastic(34,4)',
+           'cutout(8)', 'noise(0.1)']
 
 
 def _batch(n=6):
@@ -32,7 +33,8 @@ def test_ops_keep_shape_range_and_are_deterministic_given_a_key(spec):
 
 
 @pytest.mark.parametrize('spec', ['shift(0)', 'rotate(0)', 'scale(0)',
-                                  'affine(0,0,0)', 'noise(0)', 'none'])
+                                  'shear(0)', 'affine(0,0,0)',
+                                  'affine(0,0,0,0)', 'noise(0)', 'none'])
 def test_zero_strength_is_the_identity(spec):
   x, _ = _batch()
   np.testing.assert_allclose(augment.apply(spec, jax.random.PRNGKey(0), x), x,
@@ -49,6 +51,30 @@ def test_geometric_ops_keep_the_digit_where_a_classifier_finds_it():
     mass = [(ys * i).sum() / i.sum() for i in (before, after)]
     assert abs(mass[0] - mass[1]) <= 2.01
     assert after.sum() > 0.6 * before.sum()
+
+
+def test_shear_moves_rows_sideways_in_proportion_to_their_height():
+  # A vertical bar through the centre leans: its ink shifts right above the
+  # centre row and left below it (or the reverse), by the same amount.
+  bar = np.zeros((1, 28, 28, 1), np.float32)
+  bar[0, 4:24, 13:15] = 1.0
+  out = np.asarray(augment.apply('shear(20)', jax.random.PRNGKey(5), bar))[0, ..., 0]
+  xs = np.arange(28)
+  centre_x = lambda row: (out[row] * xs).sum() / out[row].sum()
+  top, bottom = centre_x(7) - 13.5, centre_x(20) - 13.5
+  assert abs(top) > 0.5 and np.sign(top) == -np.sign(bottom)
+  assert abs(abs(top) - abs(bottom)) < 1.0
+
+
+def test_a_shear_in_affine_leaves_its_other_draws_unchanged():
+  # Adding a shear draws from its own key: shift, rotation and scale of a
+  # given key are those of the three-parameter affine.
+  x, _ = _batch()
+  key = jax.random.PRNGKey(2)
+  np.testing.assert_array_equal(augment.apply('affine(2,10,0.1)', key, x),
+                                augment.apply('affine(2,10,0.1,0)', key, x))
+  assert not np.allclose(augment.apply('affine(2,10,0.1,10)', key, x),
+                         augment.apply('affine(2,10,0.1)', key, x))
 
 
 def test_unknown_ops_and_bad_parameters_are_refused_with_the_valid_list():

@@ -9,6 +9,7 @@ import pytest
 from conftest import tiny_config
 from mnist_flax import checkpointing
 from mnist_flax import models
+from mnist_flax import report
 from mnist_flax import train
 from mnist_flax import state as state_lib
 from mnist_flax.config import Config
@@ -86,3 +87,24 @@ def test_writes_per_model_metrics_and_the_ensemble(tmp_path, idx_folder):
 def test_bad_num_models_flags_are_refused(overrides, message):
   with pytest.raises(ConfigError, match=message):
     Config(**overrides).validate()
+
+
+def test_model_summary_gives_each_model_its_last_epochs_and_best_epoch():
+  history = [
+      {'epoch': 1, 'model_test_accuracy': [0.90, 0.80]},
+      {'epoch': 2, 'model_test_accuracy': [0.95, 0.70]},
+      {'epoch': 3},  # Not evaluated (--eval_every).
+      {'epoch': 4, 'model_test_accuracy': [0.93, 0.85]},
+  ]
+  summary = report.model_summary(history)
+  assert summary['model_best_epoch'] == [2, 4]
+  assert summary['model_best_test_accuracy'] == [0.95, 0.85]
+  np.testing.assert_allclose(summary['model_last5_mean_test_accuracy'],
+                             [(0.90 + 0.95 + 0.93) / 3, (0.80 + 0.70 + 0.85) / 3])
+  # With a validation split, the best epoch follows it.
+  for row, val in zip([history[0], history[1], history[3]],
+                      ([0.99, 0.5], [0.5, 0.99], [0.5, 0.5])):
+    row['model_val_accuracy'] = val
+  summary = report.model_summary(history)
+  assert summary['model_best_epoch'] == [1, 2]
+  assert summary['model_best_test_accuracy'] == [0.90, 0.70]
