@@ -69,7 +69,11 @@ class Config:
       'adds a 1024-filter conv.')
   head: str = _field(
       'flatten', 'Flatten the last feature map into Dense-64 (flatten), or '
-      'global-average-pool it first (gap).', ('flatten', 'gap'))
+      'global-pool it first: average (gap), or max and average side by side '
+      '(maxavg).', ('flatten', 'gap', 'maxavg'))
+  squeeze_excite: int = _field(
+      0, 'Squeeze-excitation after every conv, with this channel reduction '
+      'in its gate (e.g. 8). 0: none.')
   conv_impl: str = _field(
       'auto', 'How convs are computed (same parameters and sums): '
       'lax.conv_general_dilated (lax) or one GEMM over 3x3 patches '
@@ -211,6 +215,9 @@ class Config:
                         f'{self.final_lr_fraction}')
     if self.weight_decay < 0:
       raise ConfigError(f'--weight_decay must be >= 0, got {self.weight_decay}')
+    if self.squeeze_excite < 0:
+      raise ConfigError('--squeeze_excite must be >= 0 (0 means none), got '
+                        f'{self.squeeze_excite}')
     if self.width <= 0:
       raise ConfigError(f'--width must be positive, got {self.width}')
     self.class_list()  # Raises on a malformed --classes.

@@ -16,7 +16,9 @@ allows is a field here (and a flag), not a copy of the code:
                    'SAME'.
 
 Variants for the study's future work: width (a multiplier), depth (number of
-convs), and a global-average-pool head.
+convs), a global pooled head (average, or max and average side by side), and
+squeeze-excitation after every conv (Hu et al. 2018: each channel rescaled by a
+gate computed from the whole feature map).
 
 How a conv is computed is a separate, result-preserving choice (conv_impl):
 'lax' is lax.conv_general_dilated; 'im2col' gathers the 3x3 patches and runs
@@ -74,6 +76,23 @@ class Im2colConv(nn.Module):
     return y + bias.astype(self.dtype)
 
 
+class SqueezeExcite(nn.Module):
+  """x * sigmoid(Dense(relu(Dense(mean over H, W of x)))), per channel."""
+
+  reduction: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    gate = x.mean(axis=(1, 2))
+    gate = nn.relu(nn.Dense(max(1, channels // self.reduction),
+                            kernel_init=_KERNEL_INIT, dtype=self.dtype)(gate))
+    gate = nn.sigmoid(nn.Dense(channels, kernel_init=_KERNEL_INIT,
+                               dtype=self.dtype)(gate))
+    return x * gate[:, None, None, :]
+
+
 def max_pool_2x2(x):
   """2x2/2 max-pool as reshape-and-max (floor on odd sizes, like VALID).
 
@@ -99,6 +118,7 @@ class SeedCNN(nn.Module):
   padding: str = 'VALID'
   width: float = 1.0
   head: str = 'flatten'
+  squeeze_excite: int = 0  # Channel reduction of the gates; 0: none.
   conv_impl: str = 'lax'
   dtype: Any = jnp.float32
 
@@ -117,10 +137,15 @@ class SeedCNN(nn.Module):
         x = norm(name=f'bn_conv{i + 1}')(x)
       if i == 0 or self.conv_activation == 'all':
         x = nn.relu(x)
+      if self.squeeze_excite:
+        x = SqueezeExcite(self.squeeze_excite, self.dtype,
+                          name=f'se_conv{i + 1}')(x)
       if i == 0:
         x = max_pool_2x2(x)
     if self.head == 'gap':
       x = x.mean(axis=(1, 2))
+    elif self.head == 'maxavg':
+      x = jnp.concatenate([x.max(axis=(1, 2)), x.mean(axis=(1, 2))], axis=-1)
     x = x.reshape((x.shape[0], -1))
     x = nn.Dense(max(1, round(self.dense_features * self.width)),
                  kernel_init=_KERNEL_INIT, dtype=self.dtype, name='dense1')(x)
@@ -157,6 +182,7 @@ def create_model(config, num_classes: int) -> nn.Module:
       width=config.width,
       features=(32, 64, 128, 256, 512, 1024)[:config.depth],
       head=config.head,
+      squeeze_excite=config.squeeze_excite,
       conv_impl=resolve_conv_impl(config.conv_impl),
       dtype=jnp.dtype(config.dtype),
   )

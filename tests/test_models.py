@@ -41,6 +41,7 @@ _slow = lambda overrides: pytest.param(overrides, marks=pytest.mark.slow)
     _slow(dict(width=0.5)),
     _slow(dict(dropout=0.0)),
     dict(dtype='bfloat16'),
+    dict(squeeze_excite=4, head='maxavg'),
 ])
 def test_variants_give_logits_of_the_right_shape(overrides):
   # A narrow network: the shapes do not depend on the width.
@@ -140,3 +141,31 @@ def test_auto_conv_impl_is_im2col_on_cpu_only():
   expected = 'im2col' if jax.default_backend() == 'cpu' else 'lax'
   assert models.resolve_conv_impl('auto') == expected
   assert models.resolve_conv_impl('lax') == 'lax'
+
+
+def test_maxavg_head_concatenates_both_poolings():
+  _, variables = _init(Config(head='maxavg'))
+  assert variables['params']['dense1']['kernel'].shape == (2 * 512, 64)
+
+
+def test_squeeze_excite_gates_every_conv_and_keeps_the_rest():
+  plain_model, plain = _init(Config(width=0.25, batchnorm='none'))
+  se_model, se = _init(Config(width=0.25, batchnorm='none', squeeze_excite=4))
+  gates = sorted(k for k in se['params'] if k.startswith('se_'))
+  assert gates == [f'se_conv{i}' for i in range(1, 6)]
+  # Each gate: C -> C/4 -> C, with biases.
+  channels = [8, 16, 32, 64, 128]
+  assert _count(se['params']) - _count(plain['params']) == sum(
+      c * (c // 4) + c // 4 + (c // 4) * c + c for c in channels)
+  # With gates of exactly 1/2 (zero Dense weights and biases) each gated conv
+  # halves its output; with the initial zero biases every layer is
+  # positively homogeneous, so the logits are the plain network's / 2^5.
+  zeroed = jax.tree.map(jnp.zeros_like, {k: se['params'][k] for k in gates})
+  params = {**se['params'], **zeroed}
+  for k in plain['params']:
+    params[k] = plain['params'][k]
+  x = jax.random.uniform(jax.random.PRNGKey(3), (2, 28, 28, 1))
+  gated = se_model.apply({'params': params}, x, train=False)
+  np.testing.assert_allclose(
+      gated, plain_model.apply(plain, x, train=False) / 2**5, rtol=1e-5,
+      atol=1e-9)
