@@ -28,10 +28,10 @@ cluster at --ray_address; variants start once the pretrain runs they
 is reported, not retried. Workdirs are passed as absolute paths, so on a
 cluster --root must be on storage that every node sees.
 
-Outputs in ROOT/NAME: summary.md and summary.csv (final test accuracy, mean and
-std over seeds, per variant, and the mean accuracy on each robustness set when
-the runs scored them), runs.csv (every finished run's figures) and summary.png
-(test accuracy with error bars).
+Outputs in ROOT/NAME: summary.md, summary.csv, runs.csv and summary.png (see
+experiments/summary.py): per variant, the final accuracy's mean, std and 95%
+confidence interval over seeds, on the validation split where the study holds
+one out, else on the test set.
 """
 
 import argparse
@@ -49,6 +49,7 @@ import time
 
 from mnist_flax.config import Config
 from mnist_flax.errors import UserError
+import summary  # experiments/summary.py, beside this file.
 
 
 def load_study(path: str) -> dict:
@@ -143,6 +144,9 @@ def seed_results(study: dict, root: str, overrides: dict, label: str):
               'final_test_accuracy': res['model_final_test_accuracy'][k],
               'train_seconds': res['train_seconds'] / len(seeds),
               'robustness_accuracy': {n: a[k] for n, a in robust.items()}}
+          if 'model_final_val_accuracy' in res:
+            found[seed]['final_val_accuracy'] = res[
+                'model_final_val_accuracy'][k]
   return sorted(found.items())
 
 
@@ -156,78 +160,11 @@ def command_line(workdir: str, config: Config) -> str:
 
 
 def summarize(study: dict, root: str, overrides: dict) -> list[dict]:
-  """Writes summary.{md,csv,png}; returns the rows."""
-  rows, per_run = [], []
-  robust_sets = []
-  for label in study['variants']:
-    accs, robust = [], {}
-    for seed, res in seed_results(study, root, overrides, label):
-      accs.append(res['final_test_accuracy'])
-      per_run.append({'variant': label, 'seed': seed,
-                      'final_test_accuracy': res['final_test_accuracy'],
-                      'train_seconds': round(res['train_seconds'], 1),
-                      **{f'{n}_accuracy': a for n, a in
-                         res.get('robustness_accuracy', {}).items()}})
-      for name, acc in res.get('robustness_accuracy', {}).items():
-        robust.setdefault(name, []).append(acc)
-        if name not in robust_sets:
-          robust_sets.append(name)
-    rows.append({
-        'variant': label, 'runs': len(accs),
-        'mean_test_accuracy': statistics.mean(accs) if accs else float('nan'),
-        'std_test_accuracy': statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        **{f'mean_{n}_accuracy': statistics.mean(v) for n, v in robust.items()},
-    })
-  for row in rows:  # Same columns in every row, for the CSV.
-    for name in robust_sets:
-      row.setdefault(f'mean_{name}_accuracy', float('nan'))
-  out = os.path.join(root, study['name'])
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, 'summary.csv'), 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-  with open(os.path.join(out, 'runs.csv'), 'w', newline='') as f:
-    fields = list(dict.fromkeys(k for r in per_run for k in r)) or ['variant']
-    writer = csv.DictWriter(f, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(per_run)
-  base = {**study.get('base', {}), **overrides}
-  lines = [f'# Study: {study["name"]}', '',
-           f'Base flags: `{json.dumps(base, sort_keys=True)}`; seeds '
-           f'{study["seeds"]}; final test accuracy, mean ± std over seeds'
-           + ('; then the mean accuracy on each robustness set '
-              '(mnist_flax/robustness.py).' if robust_sets else '.'), '',
-           '| variant | flags | runs | test accuracy (%) |'
-           + ''.join(f' {n} (%) |' for n in robust_sets),
-           '|---|---|---|---|' + '---|' * len(robust_sets)]
-  for row in rows:
-    flags = json.dumps(study['variants'][row['variant']], sort_keys=True)
-    lines.append(f'| {row["variant"]} | `{flags}` | {row["runs"]} | '
-                 f'{100 * row["mean_test_accuracy"]:.2f} ± '
-                 f'{100 * row["std_test_accuracy"]:.2f} |'
-                 + ''.join(f' {100 * row[f"mean_{n}_accuracy"]:.2f} |'
-                           for n in robust_sets))
-  with open(os.path.join(out, 'summary.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(rows), 4))
-  ax.bar(range(len(rows)), [100 * r['mean_test_accuracy'] for r in rows],
-         yerr=[100 * r['std_test_accuracy'] for r in rows], capsize=4)
-  ax.set_xticks(range(len(rows)), [r['variant'] for r in rows], rotation=30,
-                ha='right')
-  lo = min((100 * r['mean_test_accuracy'] for r in rows if r['runs']),
-           default=0)
-  ax.set_ylim(max(0, lo - 1), 100)
-  ax.set(ylabel='test accuracy (%)', title=f'study: {study["name"]}')
-  fig.tight_layout()
-  fig.savefig(os.path.join(out, 'summary.png'), dpi=100)
-  plt.close(fig)
-  if 'report' in study:
-    study['report'](rows, out)
-  return rows
+  """Writes the study's summary files (see summary.py); returns its rows."""
+  found = {label: seed_results(study, root, overrides, label)
+           for label in study['variants']}
+  return summary.write(study, os.path.join(root, study['name']), found,
+                       {**study.get('base', {}), **overrides})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -433,9 +370,12 @@ def main():
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(e.exit_code)
+  split = 'val' if rows and 'mean_val_accuracy' in rows[0] else 'test'
   for row in rows:
-    print(f'{row["variant"]}: {100 * row["mean_test_accuracy"]:.2f} ± '
-          f'{100 * row["std_test_accuracy"]:.2f} ({row["runs"]} runs)')
+    print(f'{row["variant"]}: {split} '
+          f'{100 * row[f"mean_{split}_accuracy"]:.2f} ± '
+          f'{100 * row[f"std_{split}_accuracy"]:.2f}, 95% CI ± '
+          f'{100 * row[f"ci95_{split}_accuracy"]:.2f} ({row["runs"]} runs)')
 
 
 if __name__ == '__main__':

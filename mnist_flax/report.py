@@ -119,13 +119,16 @@ def model_summary(history: list[dict]) -> dict:
   on = 'val' if 'model_val_accuracy' in evaluated[-1] else 'test'
   chosen = np.array([r[f'model_{on}_accuracy'] for r in evaluated])
   best = chosen.argmax(axis=0)  # The first of equals, as for one model.
-  return {
+  out = {
       f'model_last{LAST_EPOCHS}_mean_test_accuracy':
           test[-LAST_EPOCHS:].mean(axis=0).tolist(),
       'model_best_epoch': [evaluated[i]['epoch'] for i in best],
       'model_best_test_accuracy': [float(test[i, k])
                                    for k, i in enumerate(best)],
   }
+  if on == 'val':
+    out['model_final_val_accuracy'] = list(evaluated[-1]['model_val_accuracy'])
+  return out
 
 
 def plot_learning_curves(history: list[dict], path: str) -> None:

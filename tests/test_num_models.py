@@ -108,3 +108,4 @@ def test_model_summary_gives_each_model_its_last_epochs_and_best_epoch():
   summary = report.model_summary(history)
   assert summary['model_best_epoch'] == [1, 2]
   assert summary['model_best_test_accuracy'] == [0.90, 0.70]
+  assert summary['model_final_val_accuracy'] == [0.5, 0.5]

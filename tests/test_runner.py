@@ -41,7 +41,7 @@ def test_runner_runs_skips_and_tabulates_a_tiny_grid(tmp_path, idx_folder):
   assert '| seed |' in table and '| no BN |' in table and ' ± ' in table
   csv_lines = (out / 'summary.csv').read_text().splitlines()
   assert csv_lines[0] == ('variant,runs,mean_test_accuracy,std_test_accuracy,'
-                          'mean_rotated_accuracy,mean_shifted_accuracy,'
+                          'ci95_test_accuracy,mean_rotated_accuracy,mean_shifted_accuracy,'
                           'mean_scaled_accuracy,mean_noisy_accuracy')
   assert '| rotated (%) |' in table
   assert all(line.split(',')[1] == '2' for line in csv_lines[1:])
