@@ -80,6 +80,18 @@ def native_stderr_quiet():
     os.close(saved)
 
 
+# Warnings that say nothing to act on: orbax's, for an epoch saved without an
+# evaluation (--eval_every), which checkpointing.py expects.
+_EXPECTED_WARNINGS = ('Requested `tracked_metric`; did not provide metrics',)
+
+
+def _shown(record: std_logging.LogRecord) -> bool:
+  if _is_project(record):
+    return True
+  return record.levelno >= std_logging.WARNING and not any(
+      w in record.getMessage() for w in _EXPECTED_WARNINGS)
+
+
 def configure(verbose: bool) -> None:
   """Routes absl's terminal output as the module docstring says."""
   global _verbose
@@ -88,8 +100,7 @@ def configure(verbose: bool) -> None:
     os.environ['TF_CPP_MIN_LOG_LEVEL'] = '0'
     return
   handler = logging.get_absl_handler()
-  handler.addFilter(
-      lambda r: r.levelno >= std_logging.WARNING or _is_project(r))
+  handler.addFilter(_shown)
   handler.setFormatter(_ShortFormatter())
   # Libraries that log through the standard logging module straight to
   # their own handlers (jax's backend search) stay at WARNING.

@@ -26,11 +26,18 @@ one matrix multiply, which XLA:CPU executes faster (forward and, above all,
 backward: see BENCHMARKS.md). Both hold the same parameters, so checkpoints
 move freely between them.
 
+SpaceToDepthCNN is a small network for training fast on CPU (the `speedrun`
+preset): the image is folded 2x2 into channels first (28x28x1 -> 14x14x4), so
+its first conv is a GEMM over 36-wide patches at a quarter of the positions;
+XLA:CPU runs a 3x3 conv over a single channel at full resolution several times
+slower per FLOP (BENCHMARKS.md).
+
 The network returns logits; softmax lives in the loss and in predict.
 Initialisers follow Keras (Glorot-uniform kernels, zero biases; BN momentum 0.99,
 epsilon 1e-3), the framework the study used.
 """
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -158,9 +165,50 @@ class SeedCNN(nn.Module):
     return x.astype(jnp.float32)
 
 
-# Name -> constructor taking the config's model fields as keyword arguments.
+def space_to_depth(x, block: int = 2):
+  """[N, H, W, C] -> [N, H/block, W/block, block*block*C]."""
+  n, h, w, c = x.shape
+  x = x.reshape(n, h // block, block, w // block, block, c)
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block,
+                                               block * block * c)
+
+
+class SpaceToDepthCNN(nn.Module):
+  """Space-to-depth 2x2, conv3x3-32, pool, conv3x3-64, pool, Dense-128, head
+  (ReLU after each); 53,866 parameters at width 1."""
+
+  num_classes: int = 10
+  conv_features: tuple[int, ...] = (32, 64)
+  dense_features: int = 128
+  dropout: float = 0.0
+  width: float = 1.0
+  conv_impl: str = 'lax'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    x = space_to_depth(x.astype(self.dtype))
+    conv = Im2colConv if self.conv_impl == 'im2col' else nn.Conv
+    for i, features in enumerate(self.conv_features):
+      x = conv(max(1, round(features * self.width)), (3, 3), padding='VALID',
+               kernel_init=_KERNEL_INIT, dtype=self.dtype,
+               name=f'conv{i + 1}')(x)
+      x = max_pool_2x2(nn.relu(x))
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(max(1, round(self.dense_features * self.width)),
+                         kernel_init=_KERNEL_INIT, dtype=self.dtype,
+                         name='dense1')(x))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = nn.Dense(self.num_classes, kernel_init=_KERNEL_INIT, dtype=self.dtype,
+                 name='head')(x)
+    return x.astype(jnp.float32)
+
+
+# Name -> constructor taking the config's model fields as keyword arguments
+# (each takes those of its own fields that the config has).
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'seed': SeedCNN,
+    'space_to_depth': SpaceToDepthCNN,
 }
 
 
@@ -173,7 +221,9 @@ def resolve_conv_impl(conv_impl: str) -> str:
 
 def create_model(config, num_classes: int) -> nn.Module:
   """Builds config.arch with the ambiguity and width flags applied."""
-  return MODELS[config.arch](
+  model = MODELS[config.arch]
+  fields = {f.name for f in dataclasses.fields(model)}
+  return model(**{k: v for k, v in dict(
       num_classes=num_classes,
       conv_activation=config.conv_activation,
       batchnorm=config.batchnorm,
@@ -185,4 +235,4 @@ def create_model(config, num_classes: int) -> nn.Module:
       squeeze_excite=config.squeeze_excite,
       conv_impl=resolve_conv_impl(config.conv_impl),
       dtype=jnp.dtype(config.dtype),
-  )
+  ).items() if k in fields})

@@ -214,9 +214,23 @@ def save_augment_preview(spec: str, images: np.ndarray, labels: np.ndarray,
   plot_image_grid(np.asarray(grid * 255), titles, path, f'--augment={spec}')
 
 
+def _plot_run(workdir, history, res, test_images, test_labels, result,
+              class_names) -> None:
+  """curves.png, confusion.png and misclassified.png."""
+  try:
+    plot_learning_curves(history, os.path.join(workdir, 'curves.png'))
+    plot_confusion(np.array(res['confusion_matrix']), class_names,
+                   os.path.join(workdir, 'confusion.png'))
+    plot_misclassified(test_images, test_labels, result.preds,
+                       result.confidence, class_names,
+                       os.path.join(workdir, 'misclassified.png'))
+  except ImportError as e:  # A bare accelerator host without matplotlib.
+    logging.warning('no plots: %s', e)
+
+
 def write_results(workdir: str, history: list[dict], test_images, test_labels,
                   class_names, result, robust: dict | None = None,
-                  num_models: int = 1) -> dict:
+                  num_models: int = 1, plots: bool = True) -> dict:
   """results.json and the PNG plots for the final evaluation `result` (an
   evaluation.EvalResult; with several models, the ensemble's, plus each
   model's own accuracies)."""
@@ -236,15 +250,9 @@ def write_results(workdir: str, history: list[dict], test_images, test_labels,
           k: r.model_accuracy for k, r in robust.items()}
   res = results(history, test_labels, result.preds, class_names, extra)
   workdir_lib.write_json(os.path.join(workdir, workdir_lib.RESULTS), res)
-  try:
-    plot_learning_curves(history, os.path.join(workdir, 'curves.png'))
-    plot_confusion(np.array(res['confusion_matrix']), class_names,
-                   os.path.join(workdir, 'confusion.png'))
-    plot_misclassified(test_images, test_labels, result.preds,
-                       result.confidence, class_names,
-                       os.path.join(workdir, 'misclassified.png'))
-  except ImportError as e:  # A bare accelerator host without matplotlib.
-    logging.warning('no plots: %s', e)
+  if plots:
+    _plot_run(workdir, history, res, test_images, test_labels, result,
+              class_names)
   logging.info('final test accuracy %.2f%% (best epoch %d, chosen on %s: '
                'test %.2f%%); results in %s', 100 * res['final_test_accuracy'],
                res['best_epoch'], res['best_chosen_on'],

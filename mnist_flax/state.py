@@ -97,7 +97,7 @@ def make_schedule(config: Config, total_steps: int):
 
 def _base_optimizer(config: Config, lr) -> optax.GradientTransformation:
   if config.optimizer == 'adam':
-    tx = optax.adam(lr)
+    tx = optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
   else:
     momentum = None if config.optimizer == 'sgd' else 0.9
     tx = optax.sgd(lr, momentum=momentum,

@@ -112,7 +112,7 @@ def train_and_evaluate(config: Config, workdir: str,
     return {}
   return report.write_results(workdir, history, ds.test_images, ds.test_labels,
                               ds.class_names, result, robust,
-                              config.num_models)
+                              config.num_models, config.plots)
 
 
 class _Epochs:

@@ -64,6 +64,24 @@ def test_main_end_to_end_writes_every_artifact(tmp_path, idx_folder):
   assert 'img/s  ETA epoch' in proc.stderr
 
 
+def test_speedrun_preset_runs_without_plots_and_caches_its_programs(
+    tmp_path, idx_folder):
+  workdir, cache = tmp_path / 'run', tmp_path / 'xla'
+  proc = run_main(f'--workdir={workdir}', f'--manual_dir={idx_folder}',
+                  '--noverify_checksums', '--preset=speedrun',
+                  '--batch_size=16', '--eval_batch_size=8',
+                  f'--compilation_cache={cache}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stderr.splitlines()[-1].startswith('final test accuracy')
+  assert 'tracked_metric' not in proc.stderr  # An expected orbax warning.
+  results = json.loads((workdir / 'results.json').read_text())
+  assert results['epochs'] == 2
+  assert not list(workdir.glob('*.png'))
+  assert json.loads((workdir / 'config.json').read_text())['arch'] == (
+      'space_to_depth')
+  assert len(list(cache.iterdir())) >= 3  # Init, the scans, evaluation.
+
+
 @pytest.mark.slow
 def test_notensorboard_run_never_imports_tensorflow(tmp_path, idx_folder):
   workdir = tmp_path / 'run'
@@ -145,6 +163,6 @@ def test_offline_without_manual_dir_fails_fast_with_one_line(tmp_path):
 
 def test_a_preset_sets_defaults_that_explicit_flags_override():
   config = _parse('--preset=speedrun', '--epochs=1', '--batch_size=16')
-  assert (config.width, config.depth, config.optimizer) == (0.25, 3,
-                                                            'nesterov')
+  assert (config.arch, config.optimizer, config.adam_b1) == (
+      'space_to_depth', 'adam', 0.7)
   assert (config.epochs, config.batch_size) == (1, 16)

@@ -169,3 +169,22 @@ def test_squeeze_excite_gates_every_conv_and_keeps_the_rest():
   np.testing.assert_allclose(
       gated, plain_model.apply(plain, x, train=False) / 2**5, rtol=1e-5,
       atol=1e-9)
+
+
+def test_space_to_depth_folds_each_2x2_block_into_channels():
+  x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
+  y = models.space_to_depth(x)
+  assert y.shape == (2, 2, 3, 12)
+  # Channel (dy * 2 + dx) * 3 + c of block (i, j) is pixel (2i + dy, 2j + dx).
+  for i, j, dy, dx, c in [(0, 0, 0, 0, 0), (1, 2, 1, 0, 2), (0, 1, 1, 1, 1)]:
+    assert y[1, i, j, (dy * 2 + dx) * 3 + c] == x[1, 2 * i + dy, 2 * j + dx, c]
+
+
+def test_space_to_depth_cnn_has_its_documented_size_and_ignores_seed_fields():
+  model, variables = _init(Config(arch='space_to_depth', dropout=0.0,
+                                  depth=5, batchnorm='conv'))
+  assert _count(variables['params']) == 53_866
+  assert 'batch_stats' not in variables  # --batchnorm is the seed net's.
+  assert variables['params']['conv1']['kernel'].shape == (3, 3, 4, 32)
+  logits = model.apply(variables, jnp.ones((3, 28, 28, 1)), train=False)
+  assert logits.shape == (3, 10)

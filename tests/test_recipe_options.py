@@ -81,6 +81,7 @@ def test_clean_epochs_switch_augmentation_off_for_the_last_epochs():
 
 
 @pytest.mark.parametrize('overrides, message', [
+    (dict(adam_b1=1.0), '--adam_b1'),
     (dict(ema_decay=1.0), '--ema_decay'),
     (dict(ema_decay=-0.1), '--ema_decay'),
     (dict(clean_epochs=31), '--clean_epochs'),
@@ -89,6 +90,25 @@ def test_clean_epochs_switch_augmentation_off_for_the_last_epochs():
 def test_bad_values_are_refused(overrides, message):
   with pytest.raises(ConfigError, match=message):
     Config(**overrides).validate()
+
+
+def test_adam_betas_reach_the_optimizer():
+  grads = {'w': jnp.ones(3)}
+  params = {'w': jnp.zeros(3)}
+  def second_update(**betas):
+    tx = state_lib.make_optimizer(Config(optimizer='adam', learning_rate=1.0,
+                                         **betas))
+    opt = tx.init(params)
+    _, opt = tx.update(grads, opt, params)
+    update, _ = tx.update({'w': -jnp.ones(3)}, opt, params)
+    return float(update['w'][0])
+  # Gradients +1 then -1: Adam's bias-corrected moments after the second.
+  for b1, b2 in ((0.9, 0.999), (0.7, 0.9)):
+    m = (b1 * (1 - b1) - (1 - b1)) / (1 - b1**2)
+    v = (b2 * (1 - b2) + (1 - b2)) / (1 - b2**2)
+    want = -m / (np.sqrt(v) + 1e-8)
+    assert second_update(adam_b1=b1, adam_b2=b2) == pytest.approx(want,
+                                                                 rel=1e-5)
 
 
 def test_exponential_schedule_ends_at_its_fraction():
