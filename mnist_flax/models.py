@@ -28,9 +28,9 @@ move freely between them.
 
 SpaceToDepthCNN is a small network for training fast on CPU (the `speedrun`
 preset): the image is folded 2x2 into channels first (28x28x1 -> 14x14x4), so
-its first conv is a GEMM over 36-wide patches at a quarter of the positions;
-XLA:CPU runs a 3x3 conv over a single channel at full resolution several times
-slower per FLOP (BENCHMARKS.md).
+its first conv is a GEMM over 36-wide patches at a quarter of the positions
+rather than a thin one over 9-wide patches of a single channel at full
+resolution, which keeps XLA:CPU's matrix units busy.
 
 The network returns logits; softmax lives in the loss and in predict.
 Initialisers follow Keras (Glorot-uniform kernels, zero biases; BN momentum 0.99,
