@@ -1,7 +1,8 @@
 """Training throughput of the seed model: this project vs Keras vs PyTorch.
 
     python benchmarks/throughput.py [--steps=200] [--repeats=3] [--batch_size=16]
-                                    [--frameworks=jax,keras,torch] [--json]
+                                    [--frameworks=jax,keras,torch]
+                                    [--dtype=float32|bfloat16|both] [--json]
 
 Each measurement runs in a fresh subprocess (so no framework's thread pool or
 allocator disturbs another's), on the same random uint8 batch data, after a
@@ -17,10 +18,19 @@ bfloat16), else on the CPU. The GEMM peak is measured on JAX's default device:
 on CPU the best of numpy's BLAS and XLA's dot at 2048^3, on an accelerator
 XLA's dot at 8192^3 on device-resident data (at JAX's default matmul
 precision, which may use TF32 there).
+
+--dtype=both measures every framework in float32 and in its bfloat16 mode
+(this project's --dtype=bfloat16, Keras's mixed_bfloat16, PyTorch's autocast)
+and compares each framework's fastest: images_per_s and jax_vs are of the
+best configuration, named in best_dtype; by_config has them all. The output
+starts with the CPU's model, core count and the vector and matrix features
+that decide which configuration wins (AVX-512, AVX512_BF16, AMX).
 """
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -187,15 +197,38 @@ BENCHES = {'jax': bench_jax, 'keras': bench_keras, 'torch': bench_torch,
            'gemm': bench_gemm}
 
 
+CPU_FEATURES = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile',
+                'amx_bf16', 'amx_int8')
+
+
+def cpu_description() -> dict:
+  """The CPU's model name, logical cores and the features in CPU_FEATURES
+  that it has (from /proc/cpuinfo on Linux)."""
+  model, flags = platform.processor(), set()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name' and not flags:
+          model = value.strip()
+        elif key.strip() == 'flags':
+          flags = set(value.split())
+          break
+  except OSError:
+    pass
+  return {'model': model, 'cores': os.cpu_count(),
+          'features': [f for f in CPU_FEATURES if f in flags]}
+
+
 def _child(name: str, steps: int, batch: int, dtype: str):
   rate, flops, device = BENCHES[name](steps, batch, dtype)
   print(json.dumps({'rate': rate, 'flops_per_image': flops, 'device': device}))
 
 
-def _measure(name, args, skipped=None):
+def _measure(name, dtype, args, skipped=None):
   proc = subprocess.run(
       [sys.executable, __file__, '--child', name, f'--steps={args.steps}',
-       f'--batch_size={args.batch_size}', f'--dtype={args.dtype}'],
+       f'--batch_size={args.batch_size}', f'--dtype={dtype}'],
       capture_output=True, text=True)
   if proc.returncode:
     tail = proc.stderr.strip().splitlines()[-1:] or ['?']
@@ -212,7 +245,7 @@ def main():
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--batch_size', type=int, default=16)
   parser.add_argument('--dtype', default='float32',
-                      choices=('float32', 'bfloat16'))
+                      choices=('float32', 'bfloat16', 'both'))
   parser.add_argument('--frameworks', default='jax,keras,torch')
   parser.add_argument('--json', action='store_true')
   parser.add_argument('--child', help=argparse.SUPPRESS)
@@ -221,25 +254,37 @@ def main():
     _child(args.child, args.steps, args.batch_size, args.dtype)
     return
   names = args.frameworks.split(',')
-  rates = {n: [] for n in names}
+  dtypes = (('float32', 'bfloat16') if args.dtype == 'both'
+            else (args.dtype,))
+  cpu = cpu_description()
+  print(f'cpu: {cpu["model"]}, {cpu["cores"]} cores, '
+        f'{" ".join(cpu["features"]) or "none of " + " ".join(CPU_FEATURES)}',
+        file=sys.stderr)
+  rates = {(n, d): [] for n in names for d in dtypes}
   flops = 0.0
   gemm = []
   skipped, devices = {}, {}
   for r in range(args.repeats):
-    for name in names + ['gemm']:
-      out = _measure(name, args, skipped)
+    for name, dtype in list(rates) + [('gemm', 'float32')]:
+      out = _measure(name, dtype, args, skipped)
       if out is None:
         continue
       devices[name] = out.get('device', '')
       if name == 'gemm':
         gemm.append(out['rate'])
       else:
-        rates[name].append(out['rate'])
-        flops = flops or out['flops_per_image']
-      print(f'repeat {r + 1}: {name} {out["rate"]:.0f}', file=sys.stderr)
-  median = {n: statistics.median(v) for n, v in rates.items() if v}
+        rates[name, dtype].append(out['rate'])
+        flops = flops or out['flops_per_image']  # jax float32 comes first.
+      print(f'repeat {r + 1}: {name} {dtype} {out["rate"]:.0f}',
+            file=sys.stderr)
+  by_config = {k: statistics.median(v) for k, v in rates.items() if v}
+  best_dtype = {n: max((d for d in dtypes if (n, d) in by_config),
+                       key=lambda d, n=n: by_config[n, d])
+                for n in names if any((n, d) in by_config for d in dtypes)}
+  median = {n: by_config[n, d] for n, d in best_dtype.items()}
   peak = max(gemm) if gemm else 0.0
   result = {
+      'cpu': cpu,
       'batch_size': args.batch_size, 'dtype': args.dtype,
       'steps': args.steps, 'repeats': args.repeats,
       'images_per_s': {n: round(v, 1) for n, v in median.items()},
@@ -247,6 +292,10 @@ def main():
       'train_flops_per_image': flops,
       'devices': devices,
   }
+  if len(dtypes) > 1:
+    result['best_dtype'] = best_dtype
+    result['by_config'] = {f'{n} {d}': round(v, 1)
+                           for (n, d), v in by_config.items()}
   never = {n: why for n, why in skipped.items() if n not in devices}
   if never:
     result['skipped'] = never
