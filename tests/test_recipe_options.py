@@ -118,6 +118,7 @@ def test_exponential_schedule_ends_at_its_fraction():
   assert float(lr(100)) == pytest.approx(0.05 * 1e-5, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_an_all_clean_run_is_the_unaugmented_run(tmp_path, idx_folder):
   # Augmentation draws from keys folded off the step's key, so switching it
   # off for every epoch gives exactly the run without it.
@@ -133,6 +134,7 @@ def test_an_all_clean_run_is_the_unaugmented_run(tmp_path, idx_folder):
   assert augmented['final_test_loss'] != plain['final_test_loss']
 
 
+@pytest.mark.slow
 def test_an_ema_run_serves_and_checkpoints_the_average(tmp_path, idx_folder):
   config = tiny_config(idx_folder, ema_decay=0.9)
   run_dir = str(tmp_path / 'run')
