@@ -30,7 +30,6 @@ class TrainState(train_state.TrainState):
   # Top-level layers that train_step passes through unchanged (--finetune).
   frozen: frozenset = struct.field(pytree_node=False, default=frozenset())
 
-
   def inference_variables(self) -> dict[str, Any]:
     """What evaluation, export and the Predictor apply the model with."""
     return {'params': self.params, 'batch_stats': self.batch_stats}
