@@ -1,7 +1,7 @@
 """Exports a run to every format and checks each file in its own runtime.
 
     python benchmarks/export_check.py --workdir=runs/base \
-        --manual_dir=../shared/data/mnist
+        --manual_dir=../shared/data/mnist [--member=K]
 
 For each of stablehlo, litert, litert int8 and onnx it prints: the max abs
 difference from Predictor's probabilities on the first 1,000 test images, the
@@ -25,6 +25,7 @@ from mnist_flax import data
 from mnist_flax import export as export_lib
 from mnist_flax import exported
 from mnist_flax.predict import Predictor
+from throughput import cpu_description  # This folder's CPU report.
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run to export.',
                                required=True)
@@ -32,6 +33,8 @@ _MANUAL_DIR = flags.DEFINE_string('manual_dir', '../shared/data/mnist',
                                   'Folder of the four IDX files.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', 'latest',
                                   "'latest', 'best' or an epoch number.")
+_MEMBER = flags.DEFINE_integer('member', None, 'Of a --num_models run, check '
+                                'model K alone (default: the ensemble).')
 _FORMATS = flags.DEFINE_list('formats', 'stablehlo,litert,litert_int8,onnx',
                              'Which exports to check.')
 _REPEATS = flags.DEFINE_integer('repeats', 200, 'Batch-1 calls timed.')
@@ -49,12 +52,13 @@ def _time_per_image(model, images, batch, calls) -> float:
   return statistics.median(times) / batch
 
 
-def check(workdir, test_images, test_labels, fmt, out_dir, reference):
+def check(predictor, test_images, test_labels, fmt, out_dir, reference):
   quantize = 'dynamic_int8' if fmt.endswith('_int8') else 'none'
   base = fmt.removesuffix('_int8')
   out = os.path.join(out_dir, f'{fmt}{export_lib.FORMATS[base]}')
   start = time.perf_counter()
-  export_lib.export(workdir, base, out, _CHECKPOINT.value, quantize)
+  export_lib.export(_WORKDIR.value, base, out, _CHECKPOINT.value, quantize,
+                    predictor=predictor, member=_MEMBER.value)
   export_s = time.perf_counter() - start
   model = exported.load(out, num_threads=os.cpu_count())
   probs = np.concatenate([model(test_images[i:i + 1000])
@@ -78,19 +82,24 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   ds = data.load_idx_folder(_MANUAL_DIR.value)
   images, labels = ds.test_images[..., 0], ds.test_labels
-  predictor = Predictor.from_workdir(_WORKDIR.value, _CHECKPOINT.value)
+  run = Predictor.from_workdir(_WORKDIR.value, _CHECKPOINT.value)
+  predictor = run if _MEMBER.value is None else run.member(_MEMBER.value)
   reference = predictor.predict_proba(images)
   base_accuracy = float((reference.argmax(-1) == labels).mean())
-  print(f'{_WORKDIR.value}: {predictor.num_models} model(s), Predictor '
-        f'accuracy {base_accuracy:.4f} on {len(labels)} test images; '
-        f'{os.cpu_count()} CPU threads')
+  cpu = cpu_description()
+  which = ('' if _MEMBER.value is None else
+           f' (member {_MEMBER.value} of {run.num_models})')
+  print(f'{_WORKDIR.value}{which}: {predictor.num_models} model(s), Predictor '
+        f'accuracy {base_accuracy:.4f} on {len(labels)} test images')
+  print(f'CPU: {cpu["model"]}, {cpu["cores"]} cores, '
+        f'{" ".join(cpu["features"])}')
   print('| format | max abs diff (1,000 images) | accuracy | change | size '
         '| ms/image batch 1 | ms/image batch 1000 | export s |')
   print('| --- | --- | --- | --- | --- | --- | --- | --- |')
   rows = []
   with tempfile.TemporaryDirectory() as out_dir:
     for fmt in _FORMATS.value:
-      row = check(_WORKDIR.value, images, labels, fmt, out_dir, reference)
+      row = check(run, images, labels, fmt, out_dir, reference)
       row['accuracy_change'] = row['accuracy'] - base_accuracy
       rows.append(row)
       print(f'| {fmt} | {row["max_abs_diff_1000"]:.2g} | '
@@ -101,7 +110,8 @@ def main(argv):
             flush=True)
   if _JSON_OUT.value:
     with open(_JSON_OUT.value, 'w') as f:
-      json.dump({'workdir': _WORKDIR.value, 'num_models': predictor.num_models,
+      json.dump({'workdir': _WORKDIR.value, 'member': _MEMBER.value,
+                 'cpu': cpu, 'num_models': predictor.num_models,
                  'predictor_accuracy': base_accuracy, 'rows': rows}, f,
                 indent=2)
 

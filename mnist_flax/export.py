@@ -5,13 +5,15 @@
     python -m mnist_flax.export --workdir=runs/base --format=litert \
         --quantize=dynamic_int8
     python -m mnist_flax.export --workdir=runs/base --format=stablehlo
+    python -m mnist_flax.export --workdir=runs/seed3 --format=onnx --member=0
 
 Every file takes uint8 images [N, 28, 28] (a white digit on black, as
 predict.mnist_like makes them) and returns probabilities [N, classes]: the
 normalisation, BatchNorm's running statistics and (for a --num_models=K run)
 the mean of the K models' softmaxes are all inside the graph, so an app only
-feeds pixels. N is dynamic in every format. Beside FILE goes FILE.json with the
-class names, the input and output specs and where the weights came from.
+feeds pixels (--member=K exports model K of such a run alone). N is dynamic
+in every format. Beside FILE goes FILE.json with the class names, the input
+and output specs and where the weights came from.
 
 How each format is made:
   stablehlo  jax.export of the jitted function (weights as constants); reloads
@@ -148,9 +150,11 @@ def _rename_io(proto) -> None:
     node.output[:] = [renames.get(n, n) for n in node.output]
 
 
-def default_out(workdir: str, fmt: str, checkpoint: str, quantize: str) -> str:
-  stem = 'model' + ('' if checkpoint == 'latest' else f'-{checkpoint}') + (
-      '-int8' if quantize != 'none' else '')
+def default_out(workdir: str, fmt: str, checkpoint: str, quantize: str,
+                member: int | None = None) -> str:
+  stem = 'model' + ('' if member is None else f'-member{member}') + (
+      '' if checkpoint == 'latest' else f'-{checkpoint}') + (
+          '-int8' if quantize != 'none' else '')
   return os.path.join(workdir, 'export', stem + FORMATS[fmt])
 
 
@@ -210,10 +214,12 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 def export(workdir: str, fmt: str, out: str | None = None,
            checkpoint: str = 'latest', quantize: str = 'none',
-           predictor: Predictor | None = None) -> dict:
+           predictor: Predictor | None = None,
+           member: int | None = None) -> dict:
   """Exports a run's checkpoint to `out`; returns the metadata written
   beside it (also to FILE.json). `predictor`, if given, is that checkpoint
-  already loaded (restoring one takes seconds)."""
+  already loaded (restoring one takes seconds); `member=k` exports model k
+  of a --num_models run alone instead of the ensemble."""
   if fmt not in FORMATS:
     raise ExportError(f'--format={fmt!r}: choose one of {", ".join(FORMATS)}')
   if quantize not in QUANTIZE:
@@ -221,9 +227,11 @@ def export(workdir: str, fmt: str, out: str | None = None,
                       f'{", ".join(QUANTIZE)}')
   if quantize != 'none' and fmt != 'litert':
     raise ExportError(f'--quantize={quantize} works with --format=litert only')
-  out = out or default_out(workdir, fmt, checkpoint, quantize)
+  out = out or default_out(workdir, fmt, checkpoint, quantize, member)
   _check_replaceable(out)
   predictor = predictor or Predictor.from_workdir(workdir, checkpoint)
+  if member is not None:
+    predictor = predictor.member(member)
   meta = {
       'exporter': EXPORTER,
       'format': fmt,
@@ -240,7 +248,7 @@ def export(workdir: str, fmt: str, out: str | None = None,
                             'ensemble when num_models > 1)'},
       'source': {'workdir': os.path.abspath(workdir), 'checkpoint': checkpoint,
                  'epoch': _checkpoint_epoch(workdir, checkpoint),
-                 'num_models': predictor.num_models},
+                 'num_models': predictor.num_models, 'member': member},
       'quantize': quantize,
   }
   fn = inference_fn(predictor)
@@ -269,6 +277,8 @@ def _define_flags() -> None:
                       "'latest', 'best' or an epoch number.")
   flags.DEFINE_string('quantize', 'none',
                       'none, or dynamic_int8 (int8 weights; litert only).')
+  flags.DEFINE_integer('member', None, 'Of a --num_models run, export model K '
+                       'alone (default: the ensemble as one model).')
 
 
 def parse_flags_or_exit(argv):
@@ -292,15 +302,18 @@ def main(argv) -> int:
   if not f.workdir or not f.format:
     print('error: usage: python -m mnist_flax.export --workdir=RUN '
           f'--format={"|".join(FORMATS)} [--out=FILE] '
-          '[--checkpoint=latest|best|EPOCH] [--quantize=dynamic_int8]',
+          '[--checkpoint=latest|best|EPOCH] [--quantize=dynamic_int8] '
+          '[--member=K]',
           file=sys.stderr)
     return 2
   try:
-    meta = export(f.workdir, f.format, f.out, f.checkpoint, f.quantize)
+    meta = export(f.workdir, f.format, f.out, f.checkpoint, f.quantize,
+                  member=f.member)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return e.exit_code
-  out = f.out or default_out(f.workdir, f.format, f.checkpoint, f.quantize)
+  out = f.out or default_out(f.workdir, f.format, f.checkpoint, f.quantize,
+                            f.member)
   print(f'{out}\t{meta["format"]}\t{meta["bytes"]} bytes\t'
         f'{len(meta["class_names"])} classes\t'
         f'{meta["source"]["num_models"]} model(s)', flush=True)

@@ -49,11 +49,25 @@ class Predictor:
     self.num_models = num_models
 
   @classmethod
-  def from_workdir(cls, workdir: str, checkpoint: str = 'latest'):
-    """Loads the latest (or 'best', or an epoch number's) checkpoint."""
+  def from_workdir(cls, workdir: str, checkpoint: str = 'latest',
+                   member: int | None = None):
+    """Loads the latest (or 'best', or an epoch number's) checkpoint;
+    `member=k` keeps the k-th model of a --num_models run alone."""
     run = workdir_lib.load_run(workdir, checkpoint)
-    return cls(run.model, run.state.inference_variables(), run.class_names,
-               num_models=run.config.num_models)
+    predictor = cls(run.model, run.state.inference_variables(),
+                    run.class_names, num_models=run.config.num_models)
+    return predictor if member is None else predictor.member(member)
+
+  def member(self, k: int) -> 'Predictor':
+    """The k-th model of an ensemble as a Predictor of its own: model k of a
+    --num_models run trained as the run --seed=SEED+k would have."""
+    n = self.num_models
+    if n == 1:
+      raise UserError(f'--member={k}: the run has one model; leave --member out')
+    if not 0 <= k < n:
+      raise UserError(f'--member={k}: choose 0..{n - 1} of the run\'s {n} models')
+    return Predictor(self.model, jax.tree.map(lambda a: a[k], self.variables),
+                     self.class_names, self.batch_size)
 
   @functools.cached_property
   def _proba(self):
@@ -175,6 +189,8 @@ def _define_flags() -> None:
   flags.DEFINE_string('workdir', None, 'Run directory to load.')
   flags.DEFINE_string('checkpoint', 'latest',
                       "'latest', 'best' or an epoch number.")
+  flags.DEFINE_integer('member', None, 'Of a --num_models run, use model K '
+                       'alone (default: the ensemble).')
 
 
 def main(argv) -> int:
@@ -185,7 +201,8 @@ def main(argv) -> int:
           file=sys.stderr)
     return 2
   try:
-    predictor = Predictor.from_workdir(workdir, checkpoint)
+    predictor = Predictor.from_workdir(workdir, checkpoint,
+                                       flags.FLAGS.member)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return e.exit_code

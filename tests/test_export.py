@@ -21,6 +21,7 @@ from mnist_flax import export as export_lib
 from mnist_flax import exported
 from mnist_flax import idx
 from mnist_flax import train
+from mnist_flax.errors import UserError
 from mnist_flax.predict import Predictor
 
 FP32_ATOL = 1e-5
@@ -142,6 +143,28 @@ def test_ensemble_is_the_mean_of_its_members_softmaxes(predictors, exports):
 
 
 @pytest.mark.slow
+def test_member_export_is_that_model_alone(runs, predictors, tmp_path):
+  out = str(tmp_path / 'member1.stablehlo')
+  ensemble = predictors['ensemble']
+  meta = export_lib.export(runs['ensemble'], 'stablehlo', out,
+                           predictor=ensemble, member=1)
+  assert meta['source']['member'] == 1
+  assert meta['source']['num_models'] == 1
+  images, _ = synthetic_digits(16, seed=11)
+  ours = exported.load(out)(images)
+  np.testing.assert_allclose(ours, ensemble.member(1).predict_proba(images),
+                             atol=FP32_ATOL)
+  assert np.abs(ours - ensemble.predict_proba(images)).max() > 1e-4
+  with pytest.raises(UserError, match=r'choose 0\.\.2'):
+    ensemble.member(3)
+
+
+def test_member_of_a_single_run_is_refused(predictors):
+  with pytest.raises(UserError, match='one model'):
+    predictors['single'].member(0)
+
+
+@pytest.mark.slow
 def test_stablehlo_reloads_with_jax_alone(exports, tmp_path):
   out = exports('single', 'stablehlo')
   images, _ = synthetic_digits(3, seed=1)
@@ -227,6 +250,8 @@ _slow = lambda *a: pytest.param(*a, marks=pytest.mark.slow)
     _slow(['--workdir={run}', '--format=stablehlo', '--checkpoint=99'],
      'no checkpoint'),
     _slow(['--workdir={run}', '--nosuchflag'], 'nosuchflag'),
+    _slow(['--workdir={run}', '--format=stablehlo', '--member=0'],
+          '--member=0: the run has one model'),
 ])
 def test_cli_refuses_bad_input_in_one_line(runs, tmp_path, args, message):
   args = [a.format(run=runs['single'], missing=tmp_path / 'nope')

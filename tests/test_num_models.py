@@ -1,12 +1,14 @@
 """--num_models: K models in one vmapped program."""
 
 import json
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 from mnist_flax import checkpointing
 from mnist_flax import models
 from mnist_flax import report
@@ -71,6 +73,21 @@ def test_writes_per_model_metrics_and_the_ensemble(tmp_path, idx_folder):
       ds.test_images[..., 0])
   assert float((probs.argmax(-1) == ds.test_labels).mean()) == (
       res['final_test_accuracy'])
+  # Each model alone, as `--member=k` exports and predicts it.
+  predictor = Predictor.from_workdir(str(workdir))
+  for k in range(3):
+    probs = predictor.member(k).predict_proba(ds.test_images[..., 0])
+    assert float((probs.argmax(-1) == ds.test_labels).mean()) == (
+        res['model_final_test_accuracy'][k])
+  # experiments/verify_run.py recomputes all four and prints the seed table.
+  done = subprocess.run(
+      [sys.executable, str(REPO / 'experiments' / 'verify_run.py'),
+       f'--workdir={workdir}'], capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+  seed_rows = [l for l in done.stdout.splitlines() if l[:4] in
+               ('| 0 ', '| 1 ', '| 2 ')]
+  assert len(seed_rows) == 3, done.stdout
+  assert 'over 3 seeds' in done.stdout
   # Rerunning the command finds the run finished: resume works on the stack.
   again = train.train_and_evaluate(config, str(workdir))
   assert again['model_final_test_accuracy'] == res['model_final_test_accuracy']
