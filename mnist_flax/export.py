@@ -82,7 +82,7 @@ def inference_fn(predictor: Predictor):
       return proba(variables, images)
     # Unrolled rather than vmapped: K plain convs convert everywhere, a
     # vmapped conv would become a grouped conv that not every runtime has.
-    members = [proba(jax.tree.map(lambda a, k=k: a[k], variables), images)
+    members = [proba(predictor.member(k).variables, images)
                for k in range(predictor.num_models)]
     return jnp.mean(jnp.stack(members), axis=0)
 

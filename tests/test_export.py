@@ -131,12 +131,10 @@ def test_fp32_export_matches_predictor(predictors, exports, kind, fmt):
 
 @pytest.mark.slow
 def test_ensemble_is_the_mean_of_its_members_softmaxes(predictors, exports):
-  import jax  # pylint: disable=g-import-not-at-top
   out = exports('ensemble', 'stablehlo')
   images, _ = synthetic_digits(16, seed=9)
   p = predictors['ensemble']
-  members = [Predictor(p.model, jax.tree.map(lambda a, k=k: a[k], p.variables),
-                       p.class_names).predict_proba(images) for k in range(3)]
+  members = [p.member(k).predict_proba(images) for k in range(3)]
   ours = exported.load(out)(images)
   np.testing.assert_allclose(ours, np.mean(members, axis=0), atol=FP32_ATOL)
   assert np.abs(ours - members[0]).max() > 1e-4  # Not just the first model.
