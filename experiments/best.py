@@ -17,6 +17,10 @@ Besides the runner's summary, writes in the study folder:
              set's accuracy, mean over seeds) and "train_seconds_per_run";
              accuracies as fractions.
   best.md    the same as a table.
+
+and copies MNIST's seed-0 run (config, results, final checkpoint) to
+results/models/best-mnist, the pretrained model the README loads, unless that
+folder exists.
 """
 
 import json
@@ -26,6 +30,8 @@ import statistics
 from mnist_flax import config as config_lib
 
 SEEDS = [0, 1, 2]
+SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
+                             'results', 'models', 'best-mnist')
 DATASETS = ('mnist', 'fashion_mnist')
 PROTOCOL = (
     'Every setting was chosen on 5,000 validation images held out of '
@@ -111,6 +117,11 @@ def report(rows, out_dir):
                                   ensemble([w for _, w in done]))
   if not any(name in summary for name in DATASETS):
     return
+  seed0 = os.path.join(out_dir, 'mnist', 'seed0')
+  if 'mnist' in summary and 0 in summary['mnist']['seeds'] and (
+      not os.path.exists(SHIPPED_MODEL)):
+    from mnist_flax import workdir  # pylint: disable=g-import-not-at-top
+    workdir.copy_run(seed0, SHIPPED_MODEL)
   with open(os.path.join(out_dir, 'best.json'), 'w') as f:
     json.dump(summary, f, indent=2)
     f.write('\n')

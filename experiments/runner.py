@@ -14,7 +14,8 @@ results.json exists is skipped and an interrupted one resumes from its
 checkpoint, so rerunning the command finishes a study. --print_commands prints
 one `python main.py ...` line per run instead, for a cluster launcher (the
 pretrain runs first); --summary_only tabulates the finished runs and trains
-nothing. --pack_seeds trains each variant's seeds (consecutive, as in every
+nothing; --from_runs_csv tabulates a committed study again from its runs.csv
+(under --root=results/studies). --pack_seeds trains each variant's seeds (consecutive, as in every
 study here) as one run of `--num_models=len(seeds)` in
 ROOT/NAME/<variant>/seeds<first>-<last>, each model scored on its own: the
 way to fill an accelerator at batch 16 (on the 2-core CPU it is slower than
@@ -159,11 +160,21 @@ def command_line(workdir: str, config: Config) -> str:
   return 'python main.py ' + ' '.join(shlex.quote(f) for f in flags)
 
 
-def summarize(study: dict, root: str, overrides: dict) -> list[dict]:
-  """Writes the study's summary files (see summary.py); returns its rows."""
-  found = {label: seed_results(study, root, overrides, label)
-           for label in study['variants']}
-  return summary.write(study, os.path.join(root, study['name']), found,
+def summarize(study: dict, root: str, overrides: dict,
+              from_runs_csv: bool = False) -> list[dict]:
+  """Writes the study's summary files (see summary.py); returns its rows.
+  from_runs_csv: from the runs.csv already in the study's folder, not from
+  its workdirs."""
+  out = os.path.join(root, study['name'])
+  if from_runs_csv:
+    try:
+      found = summary.read_runs_csv(out, study['variants'])
+    except FileNotFoundError as e:
+      raise UserError(f'--from_runs_csv: {e}') from None
+  else:
+    found = {label: seed_results(study, root, overrides, label)
+             for label in study['variants']}
+  return summary.write(study, out, found,
                        {**study.get('base', {}), **overrides})
 
 
@@ -283,10 +294,13 @@ def run_on_ray(planned: list, backend: RayBackend) -> None:
 def run_study(path: str, root: str, overrides: dict,
               print_commands: bool = False, summary_only: bool = False,
               pack_seeds: bool = False,
-              ray_backend: RayBackend | None = None) -> list[dict]:
+              ray_backend: RayBackend | None = None,
+              from_runs_csv: bool = False) -> list[dict]:
   """Trains the study's unfinished runs, here or (ray_backend) on Ray."""
   from mnist_flax import train  # pylint: disable=g-import-not-at-top
   study = load_study(path)
+  if from_runs_csv:
+    return summarize(study, root, overrides, from_runs_csv=True)
   if ray_backend:
     root = os.path.abspath(root)
   # Every config is built (and valid) before anything trains; pretrain first.
@@ -327,6 +341,10 @@ def main():
   parser.add_argument('--print_commands', action='store_true')
   parser.add_argument('--summary_only', action='store_true',
                       help='only tabulate the runs that have finished')
+  parser.add_argument('--from_runs_csv', action='store_true',
+                      help="tabulate again from the runs.csv in the study's "
+                      'folder under --root (e.g. results/studies), without '
+                      'its workdirs')
   parser.add_argument('--pack_seeds', action='store_true',
                       help="train each variant's seeds as one --num_models "
                       'run (for accelerators)')
@@ -366,7 +384,8 @@ def main():
     overrides[name] = _coerce(name, value)
   try:
     rows = run_study(args.study, args.root, overrides, args.print_commands,
-                     args.summary_only, args.pack_seeds, ray_backend)
+                     args.summary_only, args.pack_seeds, ray_backend,
+                     args.from_runs_csv)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(e.exit_code)

@@ -37,6 +37,31 @@ def _stats(split: str, values: list[float]) -> dict[str, float]:
   }
 
 
+def read_runs_csv(out: str, labels) -> dict[str, list[tuple[int, dict]]]:
+  """`write`'s input rebuilt from the runs.csv it wrote in `out`, for the
+  variants `labels` (in that order), so a committed study can be tabulated
+  again without its workdirs."""
+  path = os.path.join(out, 'runs.csv')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} does not exist')
+  found = {label: [] for label in labels}
+  with open(path, newline='') as f:
+    for row in csv.DictReader(f):
+      if row['variant'] not in found:
+        continue
+      res = {'train_seconds': float(row['train_seconds']),
+             'robustness_accuracy': {}}
+      for key, value in row.items():
+        if not key.endswith('_accuracy') or value in ('', None):
+          continue
+        if key.startswith('final_'):
+          res[key] = float(value)
+        else:
+          res['robustness_accuracy'][key[:-len('_accuracy')]] = float(value)
+      found[row['variant']].append((int(row['seed']), res))
+  return found
+
+
 def _percent(x: float) -> str:
   return 'n/a' if math.isnan(x) else f'{100 * x:.2f}'
 

@@ -18,6 +18,7 @@ with the gain) and transfer.png (test accuracy against the label fraction, one
 line per method, one panel per transfer).
 """
 
+import math
 import os
 
 TRANSFERS = {  # name: (source pretrain run, target flags)
@@ -52,11 +53,15 @@ def report(rows, out_dir):
 
   def cell(label):
     r = by_label[label]
+    if not r['runs']:
+      return 'not run'
+    half = ('n/a' if math.isnan(r['ci95_test_accuracy'])
+            else f'{100 * r["ci95_test_accuracy"]:.2f}')
     return (f'{100 * r["mean_test_accuracy"]:.2f} ± '
-            f'{100 * r["std_test_accuracy"]:.2f} ({r["runs"]})'
-            if r['runs'] else 'not run')
+            f'{100 * r["std_test_accuracy"]:.2f} ({r["runs"]}; ± {half})')
 
-  lines = ['# Transfer: test accuracy (%), mean ± std (runs)', '',
+  lines = ['# Transfer: test accuracy (%), mean ± std (runs; half-width of '
+           'the 95% confidence interval of the mean)', '',
            '| transfer | labels | scratch | transfer | gain (points) |',
            '|---|---|---|---|---|']
   for transfer in TRANSFERS:

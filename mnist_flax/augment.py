@@ -10,7 +10,9 @@
                      parameter, affine(3,15,0.1,10), also shears
     elastic(34,4)    elastic distortion (Simard et al. 2003): alpha, sigma
     cutout(8)        zero one 8x8 square at a random place
-    noise(0.1)       add Gaussian noise of std 0.1 (pixels in [0, 1])
+    noise(0.1)       add Gaussian noise of std 0.1 (pixels in [0, 1]); a
+                     second parameter, noise(0.3,0.25), noises only that
+                     fraction of the images (the rest pass unchanged)
     none             no augmentation
 
 Each op maps (key, image [H, W, C] float in [0, 1]) -> image of the same shape;
@@ -113,8 +115,12 @@ def cutout(key, image, size=8.0):
   return jnp.where(inside[..., None], 0.0, image)
 
 
-def noise(key, image, std=0.1):
-  return jnp.clip(image + std * jax.random.normal(key, image.shape), 0.0, 1.0)
+def noise(key, image, std=0.1, rate=1.0):
+  if rate >= 1.0:
+    return jnp.clip(image + std * jax.random.normal(key, image.shape), 0.0, 1.0)
+  key, pick = jax.random.split(key)
+  noisy = jnp.clip(image + std * jax.random.normal(key, image.shape), 0.0, 1.0)
+  return jnp.where(jax.random.uniform(pick) < rate, noisy, image)
 
 
 OPS: dict[str, Callable] = {
@@ -123,7 +129,7 @@ OPS: dict[str, Callable] = {
     'elastic': elastic, 'cutout': cutout, 'noise': noise,
 }
 _ARITY = {'shift': 1, 'rotate': 1, 'scale': 1, 'shear': 1, 'affine': 4,
-          'elastic': 2, 'cutout': 1, 'noise': 1}
+          'elastic': 2, 'cutout': 1, 'noise': 2}
 _OP = re.compile(r'^([a-z_]+)(?:\(([^()]*)\))?$')
 
 

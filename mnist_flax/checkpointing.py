@@ -8,6 +8,7 @@ renames it when complete, so a process killed mid-save leaves nothing that
 """
 
 import hashlib
+import logging as std_logging
 import os
 import time
 from typing import Any
@@ -25,6 +26,15 @@ from mnist_flax.errors import CheckpointError
 # and results.json says so).
 VALIDATION_METRIC = 'val_accuracy'
 TEST_METRIC = 'test_accuracy'
+
+
+def _not_the_missing_metrics_notice(record: std_logging.LogRecord) -> bool:
+  # orbax warns at every save without metrics once `best` is tracked; an epoch
+  # without an evaluation (--eval_every > 1) is expected, not a problem.
+  return 'did not provide metrics' not in record.getMessage()
+
+
+std_logging.getLogger('absl').addFilter(_not_the_missing_metrics_notice)
 
 
 def fingerprint(tree: Any) -> str:

@@ -9,12 +9,14 @@
 
 `prepare_workdir` creates it (and its parents) and refuses a workdir that holds
 a run of another config; `read_config` and `load_run` read one back, for
-predict, transfer and the experiments alike.
+predict, transfer and the experiments alike; `copy_run` copies what a
+Predictor needs (config, results, one checkpoint) to ship a trained model.
 """
 
 import dataclasses
 import json
 import os
+import shutil
 import time
 from typing import Any
 
@@ -144,3 +146,27 @@ def load_run(workdir: str, checkpoint: str = 'latest') -> Run:
   finally:
     ckpt.close()
   return Run(config, model, state, epoch, tuple(class_names))
+
+
+def copy_run(src: str, dst: str) -> str:
+  """Copies a finished run's config.json, results.json and latest checkpoint
+  (nothing else) to a new folder `dst`, which `load_run` and
+  `Predictor.from_workdir` read as they read `src`. Returns dst."""
+  config = read_config(src)
+  if read_results(src) is None:
+    raise CheckpointError(f'{src}: no {RESULTS}; the run has not finished')
+  ckpt = checkpointer(src, config)
+  try:
+    epochs = ckpt.epochs()
+  finally:
+    ckpt.close()
+  if not epochs:
+    raise CheckpointError(f'{src}: no checkpoint')
+  if os.path.exists(dst):
+    raise ConfigError(f'{dst} exists; remove it or choose another folder')
+  os.makedirs(os.path.join(dst, 'checkpoints'))
+  for name in (CONFIG, RESULTS):
+    shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+  shutil.copytree(os.path.join(src, 'checkpoints', str(epochs[-1])),
+                  os.path.join(dst, 'checkpoints', str(epochs[-1])))
+  return dst

@@ -11,7 +11,7 @@ from mnist_flax.errors import ConfigError
 
 ALL_OPS = ['shift(3)', 'rotate(15)', 'scale(0.1)', 'shear(10)',
            'affine(2,10,0.1)', 'affine(2,10,0.2,10)', 'elastic(34,4)',
-           'cutout(8)', 'noise(0.1)']
+           'cutout(8)', 'noise(0.1)', 'noise(0.3,0.5)']
 
 
 def _batch(n=6):
@@ -34,11 +34,25 @@ def test_ops_keep_shape_range_and_are_deterministic_given_a_key(spec):
 
 @pytest.mark.parametrize('spec', ['shift(0)', 'rotate(0)', 'scale(0)',
                                   'shear(0)', 'affine(0,0,0)',
-                                  'affine(0,0,0,0)', 'noise(0)', 'none'])
+                                  'affine(0,0,0,0)', 'noise(0)',
+                                  'noise(0.3,0)', 'none'])
 def test_zero_strength_is_the_identity(spec):
   x, _ = _batch()
   np.testing.assert_allclose(augment.apply(spec, jax.random.PRNGKey(0), x), x,
                              atol=1e-5)
+
+
+def test_noise_at_a_rate_noises_that_fraction_of_images_and_no_other():
+  x = jnp.full((2000, 28, 28, 1), 0.5)
+  y = augment.apply('noise(0.1,0.25)', jax.random.PRNGKey(0), x)
+  changed = np.asarray(jnp.abs(y - x).reshape(len(x), -1).max(1) > 0)
+  assert 0.22 < changed.mean() < 0.28  # 0.25 +- 3.5 binomial std.
+  noised = np.asarray(y - x)[changed]
+  assert abs(noised.std() - 0.1) < 0.002  # 0.5 +- 5 std: never clipped.
+  # rate 1 is the plain op, draw for draw.
+  np.testing.assert_array_equal(
+      augment.apply('noise(0.3,1)', jax.random.PRNGKey(0), x[:4]),
+      augment.apply('noise(0.3)', jax.random.PRNGKey(0), x[:4]))
 
 
 def test_geometric_ops_keep_the_digit_where_a_classifier_finds_it():

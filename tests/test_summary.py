@@ -58,3 +58,22 @@ def test_with_validation_the_table_reports_it_and_hides_the_test_set(tmp_path):
     runs = list(csv.DictReader(f))
   assert [float(r['final_test_accuracy']) for r in runs] == [
       0.990, 0.992, 0.980, 0.990]
+
+
+def test_a_study_is_tabulated_again_from_its_runs_csv(tmp_path):
+  found = {'a': [(0, _res(0.990, 0.995)), (1, _res(0.992, 0.997))],
+           'b': [(0, _res(0.980, 0.985))], 'single': []}
+  for seeds in found.values():
+    for _, res in seeds:
+      res['robustness_accuracy'] = {'rotated': 0.9, 'noisy': 0.8}
+  summary.write(STUDY, str(tmp_path), found, {'epochs': 2})
+  before = {name: (tmp_path / name).read_text()
+            for name in ('summary.md', 'summary.csv', 'runs.csv')}
+  again = summary.read_runs_csv(str(tmp_path), STUDY['variants'])
+  assert again == {label: [(seed, {**res, 'train_seconds': 10.0})
+                           for seed, res in seeds]
+                   for label, seeds in found.items()}
+  summary.write(STUDY, str(tmp_path), again, {'epochs': 2})
+  assert before == {name: (tmp_path / name).read_text() for name in before}
+  with pytest.raises(FileNotFoundError):
+    summary.read_runs_csv(str(tmp_path / 'none'), STUDY['variants'])
