@@ -131,8 +131,9 @@ def _write_table(study, out, rows, split, robust_sets, base):
   for row in rows:
     flags = json.dumps(study['variants'][row['variant']], sort_keys=True)
     mean, half = row[f'mean_{split}_accuracy'], row[f'ci95_{split}_accuracy']
-    interval = ('n/a' if math.isnan(half) else
-                f'{_percent(mean - half)} - {_percent(mean + half)}')
+    interval = ('n/a' if math.isnan(half) else  # Clipped to [0, 100]%.
+                f'{_percent(max(mean - half, 0.0))} - '
+                f'{_percent(min(mean + half, 1.0))}')
     lines.append(f'| {row["variant"]} | `{flags}` | {row["runs"]} | '
                  f'{_percent(mean)} ± '
                  f'{_percent(row[f"std_{split}_accuracy"])} | {interval} |'
