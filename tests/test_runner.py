@@ -69,6 +69,25 @@ def test_runner_refuses_a_bad_flag_in_one_line(tmp_path):
   assert "--batchnorm='sideways' is not valid" in proc.stderr.splitlines()[-1]
 
 
+def test_from_runs_csv_tabulates_a_committed_study_and_refuses_a_missing_one(
+    tmp_path):
+  study = tmp_path / 'tiny.py'
+  study.write_text(STUDY)
+  out = tmp_path / 'tiny'
+  out.mkdir()
+  (out / 'runs.csv').write_text(
+      'variant,seed,final_test_accuracy,train_seconds,noisy_accuracy\n'
+      'seed,0,0.95,10.0,0.9\nseed,1,0.97,11.0,0.8\nno BN,0,0.96,9.0,0.7\n')
+  proc = _runner(study, f'--root={tmp_path}', '--from_runs_csv')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'seed: test 96.00 ± 1.41, 95% CI ± 12.71 (2 runs)' in proc.stdout
+  table = (out / 'summary.md').read_text()
+  assert '| seed | `{}` | 2 | 96.00 ± 1.41 | 83.29 - 100.00 | 85.00 |' in table
+  proc = _runner(study, f'--root={tmp_path / "elsewhere"}', '--from_runs_csv')
+  assert proc.returncode == 2
+  assert proc.stderr.splitlines()[-1].startswith('error: --from_runs_csv: ')
+
+
 @pytest.mark.slow
 def test_pretrain_runs_first_and_variants_start_from_them(tmp_path,
                                                           idx_folder):
