@@ -15,8 +15,8 @@ checkpoint, so rerunning the command finishes a study. --print_commands prints
 one `python main.py ...` line per run instead, for a cluster launcher (the
 pretrain runs first); --summary_only tabulates the finished runs and trains
 nothing; --from_runs_csv tabulates a committed study again from its runs.csv
-(under --root=results/studies). --pack_seeds trains each variant's seeds (consecutive, as in every
-study here) as one run of `--num_models=len(seeds)` in
+(under --root=results/studies). --pack_seeds trains each variant's seeds
+(consecutive, as in every study here) as one run of `--num_models=len(seeds)` in
 ROOT/NAME/<variant>/seeds<first>-<last>, each model scored on its own: the
 way to fill an accelerator at batch 16 (on the 2-core CPU it is slower than
 one run per seed; see BENCHMARKS.md).

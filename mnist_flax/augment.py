@@ -116,11 +116,12 @@ def cutout(key, image, size=8.0):
 
 
 def noise(key, image, std=0.1, rate=1.0):
-  if rate >= 1.0:
+  def noised(key):
     return jnp.clip(image + std * jax.random.normal(key, image.shape), 0.0, 1.0)
+  if rate >= 1.0:  # Every image, from the key itself as before rates existed.
+    return noised(key)
   key, pick = jax.random.split(key)
-  noisy = jnp.clip(image + std * jax.random.normal(key, image.shape), 0.0, 1.0)
-  return jnp.where(jax.random.uniform(pick) < rate, noisy, image)
+  return jnp.where(jax.random.uniform(pick) < rate, noised(key), image)
 
 
 OPS: dict[str, Callable] = {

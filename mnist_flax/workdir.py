@@ -151,7 +151,9 @@ def load_run(workdir: str, checkpoint: str = 'latest') -> Run:
 def copy_run(src: str, dst: str) -> str:
   """Copies a finished run's config.json, results.json and latest checkpoint
   (nothing else) to a new folder `dst`, which `load_run` and
-  `Predictor.from_workdir` read as they read `src`. Returns dst."""
+  `Predictor.from_workdir` read as they read `src`. Where the data was read
+  from (--data_dir, --manual_dir) is this machine's business, so the copy's
+  config has the defaults there. Returns dst."""
   config = read_config(src)
   if read_results(src) is None:
     raise CheckpointError(f'{src}: no {RESULTS}; the run has not finished')
@@ -165,8 +167,11 @@ def copy_run(src: str, dst: str) -> str:
   if os.path.exists(dst):
     raise ConfigError(f'{dst} exists; remove it or choose another folder')
   os.makedirs(os.path.join(dst, 'checkpoints'))
-  for name in (CONFIG, RESULTS):
-    shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+  defaults = Config()
+  write_atomic(os.path.join(dst, CONFIG), dataclasses.replace(
+      config, data_dir=defaults.data_dir, manual_dir=defaults.manual_dir
+  ).to_json() + '\n')
+  shutil.copy2(os.path.join(src, RESULTS), os.path.join(dst, RESULTS))
   shutil.copytree(os.path.join(src, 'checkpoints', str(epochs[-1])),
                   os.path.join(dst, 'checkpoints', str(epochs[-1])))
   return dst
