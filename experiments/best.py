@@ -24,9 +24,11 @@ folder exists.
 """
 
 import json
+import math
 import os
 import statistics
 
+import summary as summary_lib  # pylint: disable=g-bad-import-order
 from mnist_flax import config as config_lib
 
 SEEDS = [0, 1, 2]
@@ -78,18 +80,25 @@ def dataset_entry(seeds: list[int], results: list[dict],
   }
 
 
+def _half_width(accuracies: list[float]) -> str:
+  half = summary_lib.ci95(accuracies)
+  return 'n/a' if math.isnan(half) else f'± {100 * half:.2f}'
+
+
 def _table(summary: dict) -> list[str]:
   names = [n for n in DATASETS if n in summary]
   sets = list(summary[names[0]]['robustness_mean'])
-  lines = ['| dataset | seeds | test | ' + ''.join(f'{s} | ' for s in sets)
+  lines = ['| dataset | seeds | test | 95% CI | '
+           + ''.join(f'{s} | ' for s in sets)
            + 'ensemble test | train time per run |',
-           '|---|---|---|' + '---|' * len(sets) + '---|---|']
+           '|---|---|---|---|' + '---|' * len(sets) + '---|---|']
   for name in names:
     e = summary[name]
     tests = [100 * a for a in e['test_accuracy']]
     std = statistics.stdev(tests) if len(tests) > 1 else 0.0
     lines.append(
         f'| {name} | {len(tests)} | {statistics.mean(tests):.2f} ± {std:.2f} | '
+        f'{_half_width(e["test_accuracy"])} | '
         + ''.join(f'{100 * e["robustness_mean"][s]:.2f} | ' for s in sets)
         + f'{100 * e["ensemble_test_accuracy"]:.2f} | '
         f'{e["train_seconds_per_run"] / 60:.1f} min |')
