@@ -1,10 +1,10 @@
 """Width multiplier, depth and the global-average-pool head."""
 
-from budget import CPU_BUDGET  # pylint: disable=g-bad-import-order
+from budget import ABLATION_BUDGET  # pylint: disable=g-bad-import-order
 
 STUDY = {
     'name': 'width_depth',
-    'base': CPU_BUDGET,
+    'base': ABLATION_BUDGET,
     'variants': {
         'width 0.25': {'width': 0.25},
         'width 0.5': {'width': 0.5},
