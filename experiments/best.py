@@ -126,11 +126,10 @@ def report(rows, out_dir):
                                   ensemble([w for _, w in done]))
   if not any(name in summary for name in DATASETS):
     return
-  seed0 = os.path.join(out_dir, 'mnist', 'seed0')
   if 'mnist' in summary and 0 in summary['mnist']['seeds'] and (
       not os.path.exists(SHIPPED_MODEL)):
     from mnist_flax import workdir  # pylint: disable=g-import-not-at-top
-    workdir.copy_run(seed0, SHIPPED_MODEL)
+    workdir.copy_run(os.path.join(out_dir, 'mnist', 'seed0'), SHIPPED_MODEL)
   with open(os.path.join(out_dir, 'best.json'), 'w') as f:
     json.dump(summary, f, indent=2)
     f.write('\n')

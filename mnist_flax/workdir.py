@@ -172,6 +172,6 @@ def copy_run(src: str, dst: str) -> str:
       config, data_dir=defaults.data_dir, manual_dir=defaults.manual_dir
   ).to_json() + '\n')
   shutil.copy2(os.path.join(src, RESULTS), os.path.join(dst, RESULTS))
-  shutil.copytree(os.path.join(src, 'checkpoints', str(epochs[-1])),
+  shutil.copytree(os.path.join(ckpt.directory, str(epochs[-1])),
                   os.path.join(dst, 'checkpoints', str(epochs[-1])))
   return dst
