@@ -13,11 +13,14 @@
     noise(0.1)       add Gaussian noise of std 0.1 (pixels in [0, 1]); a
                      second parameter, noise(0.3,0.25), noises only that
                      fraction of the images (the rest pass unchanged)
+    flip(0.5)        mirror left-right, each image with probability 0.5
+                     (garments, not digits: a mirrored 2 is no digit)
     none             no augmentation
 
 Each op maps (key, image [H, W, C] float in [0, 1]) -> image of the same shape;
 `apply` vmaps the chain over the batch with one key per image, so a step does no
-host work. Labels are never touched: every op keeps the digit's identity.
+host work. Labels are never touched: every op but flip keeps a digit's
+identity, and flip keeps a garment's.
 """
 
 import functools
@@ -124,13 +127,17 @@ def noise(key, image, std=0.1, rate=1.0):
   return jnp.where(jax.random.uniform(pick) < rate, noised(key), image)
 
 
+def flip(key, image, rate=0.5):
+  return jnp.where(jax.random.uniform(key) < rate, image[:, ::-1], image)
+
+
 OPS: dict[str, Callable] = {
     'shift': shift, 'rotate': rotate, 'scale': scale, 'shear': shear,
     'affine': affine,
-    'elastic': elastic, 'cutout': cutout, 'noise': noise,
+    'elastic': elastic, 'cutout': cutout, 'noise': noise, 'flip': flip,
 }
 _ARITY = {'shift': 1, 'rotate': 1, 'scale': 1, 'shear': 1, 'affine': 4,
-          'elastic': 2, 'cutout': 1, 'noise': 2}
+          'elastic': 2, 'cutout': 1, 'noise': 2, 'flip': 1}
 _OP = re.compile(r'^([a-z_]+)(?:\(([^()]*)\))?$')
 
 

@@ -11,7 +11,7 @@ from mnist_flax.errors import ConfigError
 
 ALL_OPS = ['shift(3)', 'rotate(15)', 'scale(0.1)', 'shear(10)',
            'affine(2,10,0.1)', 'affine(2,10,0.2,10)', 'elastic(34,4)',
-           'cutout(8)', 'noise(0.1)', 'noise(0.3,0.5)']
+           'cutout(8)', 'noise(0.1)', 'noise(0.3,0.5)', 'flip(0.5)']
 
 
 def _batch(n=6):
@@ -35,7 +35,7 @@ def test_ops_keep_shape_range_and_are_deterministic_given_a_key(spec):
 @pytest.mark.parametrize('spec', ['shift(0)', 'rotate(0)', 'scale(0)',
                                   'shear(0)', 'affine(0,0,0)',
                                   'affine(0,0,0,0)', 'noise(0)',
-                                  'noise(0.3,0)', 'none'])
+                                  'noise(0.3,0)', 'flip(0)', 'none'])
 def test_zero_strength_is_the_identity(spec):
   x, _ = _batch()
   np.testing.assert_allclose(augment.apply(spec, jax.random.PRNGKey(0), x), x,
@@ -53,6 +53,18 @@ def test_noise_at_a_rate_noises_that_fraction_of_images_and_no_other():
   np.testing.assert_array_equal(
       augment.apply('noise(0.3,1)', jax.random.PRNGKey(0), x[:4]),
       augment.apply('noise(0.3)', jax.random.PRNGKey(0), x[:4]))
+
+
+def test_flip_mirrors_that_fraction_of_images_left_right_and_no_other():
+  x, _ = _batch(1000)
+  y = np.asarray(augment.apply('flip(0.5)', jax.random.PRNGKey(0), x))
+  x = np.asarray(x)
+  mirrored = (y == x[:, :, ::-1]).all(axis=(1, 2, 3))
+  unchanged = (y == x).all(axis=(1, 2, 3))
+  assert (mirrored | unchanged).all()
+  assert 0.45 < mirrored.mean() < 0.55  # 0.5 +- 3 binomial std.
+  np.testing.assert_array_equal(
+      augment.apply('flip(1)', jax.random.PRNGKey(0), x), x[:, :, ::-1])
 
 
 def test_geometric_ops_keep_the_digit_where_a_classifier_finds_it():
