@@ -23,8 +23,9 @@ gate computed from the whole feature map).
 How a conv is computed is a separate, result-preserving choice (conv_impl):
 'lax' is lax.conv_general_dilated; 'im2col' gathers the 3x3 patches and runs
 one matrix multiply, which XLA:CPU executes faster (forward and, above all,
-backward: see BENCHMARKS.md). Both hold the same parameters, so checkpoints
-move freely between them.
+backward: see BENCHMARKS.md); in bfloat16 its GEMMs are `bf16_matmul`, which
+XLA:CPU runs on AMX and AVX512-BF16 units. Both hold the same parameters, so
+checkpoints move freely between them.
 
 SpaceToDepthCNN is a small network for training fast on CPU (the `speedrun`
 preset): the image is folded 2x2 into channels first (28x28x1 -> 14x14x4), so
@@ -46,6 +47,54 @@ import jax
 import jax.numpy as jnp
 
 _KERNEL_INIT = nn.initializers.glorot_uniform()
+
+
+def _dot_f32(x, w):
+  return jax.lax.dot_general(x, w, (((1,), (0,)), ((), ())),
+                             preferred_element_type=jnp.float32)
+
+
+@jax.custom_vjp
+def bf16_matmul(x, w):
+  """[M, K] @ [K, N] on bfloat16 operands, accumulated and returned in float32.
+
+  Why: XLA:CPU runs a bfloat16 dot in bfloat16 (YNNPACK's AVX512-BF16 and AMX
+  kernels) only when it returns float32 and its left operand contracts its
+  last dimension; any other bfloat16 dot is upcast to a float32 GEMM. The
+  forward product and the input gradient have that form as written. The
+  weight gradient contracts over the rows of x, so x is transposed first
+  (`_unfoldable_transpose`). Elsewhere (GPU, TPU) the same code is a plain
+  mixed-precision matmul.
+  """
+  return _dot_f32(x, w)
+
+
+def _unfoldable_transpose(x):
+  """x.T as a transpose XLA does not fold back into the dot that reads it.
+
+  A bare transpose (even behind lax.optimization_barrier, which XLA:CPU
+  drops early) becomes the dot's contraction over dimension 0, which
+  XLA:CPU's bf16 GEMM does not take; the halves, transposed and
+  concatenated, keep it a copy.
+  """
+  half = x.shape[1] // 2
+  return jnp.concatenate([x[:, :half].T, x[:, half:].T], axis=0)
+
+
+def _bf16_matmul_fwd(x, w):
+  return _dot_f32(x, w), (x, w)
+
+
+def _bf16_matmul_bwd(residuals, g):
+  x, w = residuals
+  g = g.astype(jnp.bfloat16)
+  dx = jax.lax.dot_general(g, w, (((1,), (1,)), ((), ())),
+                           preferred_element_type=jnp.float32)
+  dw = _dot_f32(_unfoldable_transpose(x), g)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
 
 
 class Im2colConv(nn.Module):
@@ -78,9 +127,12 @@ class Im2colConv(nn.Module):
     patches = jnp.concatenate(
         [x[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)],
         axis=-1).astype(self.dtype)
-    y = patches @ kernel.reshape(kh * kw * cin, self.features).astype(
-        self.dtype)
-    return y + bias.astype(self.dtype)
+    kernel = kernel.reshape(kh * kw * cin, self.features).astype(self.dtype)
+    if jnp.dtype(self.dtype) == jnp.bfloat16:
+      # The bias joins the float32 sums before the one rounding to bf16.
+      y = bf16_matmul(patches.reshape(-1, kernel.shape[0]), kernel) + bias
+      return y.reshape(*patches.shape[:-1], self.features).astype(self.dtype)
+    return patches @ kernel + bias.astype(self.dtype)
 
 
 class SqueezeExcite(nn.Module):

@@ -102,6 +102,7 @@ class StepOptions(NamedTuple):
   label_smoothing: float
   num_models: int
   ema_decay: float
+  compiler_options: tuple[tuple[str, str], ...] = ()
 
   @classmethod
   def from_config(cls, config: Config, epoch: int = 1) -> 'StepOptions':
@@ -110,7 +111,25 @@ class StepOptions(NamedTuple):
     clean = epoch > config.epochs - config.clean_epochs
     return cls(config.batch_size, config.skip_nonfinite,
                'none' if clean else config.augment, config.label_smoothing,
-               config.num_models, config.ema_decay)
+               config.num_models, config.ema_decay,
+               compiler_options(config.dtype))
+
+
+# XLA:CPU runs the bf16 x bf16 -> f32 dots of models.bf16_matmul on YNNPACK's
+# AVX512-BF16 and AMX kernels; handing YNNPACK the elementwise ops as well
+# saves the bf16 <-> f32 round trips between its dots and XLA's own loops.
+# Measured faster for bfloat16 steps only (slower in float32): BENCHMARKS.md,
+# "bfloat16".
+_CPU_BFLOAT16_OPTIONS = (('xla_cpu_experimental_ynn_fusion_type',
+                          'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
+                          'LIBRARY_FUSION_TYPE_ELTWISE'),)
+
+
+def compiler_options(dtype: str) -> tuple[tuple[str, str], ...]:
+  """XLA options for a training step computing in `dtype` on this backend."""
+  if dtype == 'bfloat16' and jax.default_backend() == 'cpu':
+    return _CPU_BFLOAT16_OPTIONS
+  return ()
 
 
 def _batch_step(mesh, options: StepOptions):
@@ -146,7 +165,8 @@ def make_train_step(mesh, config: Config, epoch: int = 1):
 def _make_train_step(mesh, options: StepOptions):
   replicated = distributed.replicated(mesh)
   return jax.jit(_batch_step(mesh, options), donate_argnums=0,
-                 out_shardings=(replicated, replicated))
+                 out_shardings=(replicated, replicated),
+                 compiler_options=dict(options.compiler_options) or None)
 
 
 def make_train_scan(mesh, config: Config, num_steps: int, epoch: int = 1):
@@ -165,7 +185,8 @@ def _make_train_scan(mesh, options: StepOptions, num_steps: int):
   step = _batch_step(mesh, options)
 
   @functools.partial(jax.jit, donate_argnums=0,
-                     out_shardings=(replicated, replicated))
+                     out_shardings=(replicated, replicated),
+                     compiler_options=dict(options.compiler_options) or None)
   def steps(state, images, labels, order, first):
     return jax.lax.scan(
         lambda state, index: step(state, images, labels, order, index),
