@@ -66,11 +66,15 @@ def inference_fn(predictor: Predictor):
 
   Computes what Predictor.predict_proba does. Convolutions are traced as
   lax.conv (same parameters and sums as the im2col form the CPU trainer may
-  use), which every converter maps to its native Conv op.
+  use), which every converter maps to its native Conv op, and in float32
+  whatever dtype the run trained in: the weights are float32, and LiteRT's
+  and ONNX's converters do not take bfloat16 compute.
   """
   model = predictor.model
   if getattr(model, 'conv_impl', 'lax') != 'lax':
     model = model.clone(conv_impl='lax')
+  if getattr(model, 'dtype', jnp.float32) != jnp.float32:
+    model = model.clone(dtype=jnp.float32)
   variables = predictor.variables
 
   def proba(v, images):

@@ -68,8 +68,10 @@ def runs(tmp_path_factory):
   """A single tiny model and a tiny --num_models=3 ensemble."""
   root = tmp_path_factory.mktemp('export')
   folder = write_idx_folder(root / 'idx', n_train=96, n_test=32)
-  return _Lazy(lambda kind: _tiny_run(
+  made = _Lazy(lambda kind: _tiny_run(
       root / kind, folder, num_models=3 if kind == 'ensemble' else 1))
+  made.folder = folder
+  return made
 
 
 @pytest.fixture(scope='module')
@@ -127,6 +129,21 @@ def test_fp32_export_matches_predictor(predictors, exports, kind, fmt):
     probs = model(images[:n])
     assert probs.shape == (n, 10)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('fmt', FP32_FORMATS)
+def test_a_bfloat16_run_exports_in_float32(runs, tmp_path, fmt):
+  """Trained with --dtype=bfloat16: the file computes in float32, as the
+  Predictor of the same weights in float32 does."""
+  run = _tiny_run(tmp_path / 'run', runs.folder, dtype='bfloat16')
+  out = str(tmp_path / f'model{export_lib.FORMATS[fmt]}')
+  export_lib.export(run, fmt, out)
+  trained = Predictor.from_workdir(run)
+  predictor = Predictor(trained.model.clone(dtype=np.float32),
+                        trained.variables, trained.class_names)
+  images, _ = synthetic_digits(37, seed=5)
+  assert _max_diff(out, predictor, images) <= FP32_ATOL
 
 
 @pytest.mark.slow
