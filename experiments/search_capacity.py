@@ -10,8 +10,8 @@ from networks of 1.2M parameters and more, trained at batch 32. Each variant
 changes one of those things of STARTING_POINT, the `--preset=best` that the
 first round chose, under the same budget (budget.SEARCH_BUDGET: 5 epochs, 5,000
 held-out validation images; the test set is not shown). Width scales every
-layer, so its cost grows with its square: width 1 (1.2M parameters) costs
-about 4x width 0.5 a step.
+layer: width 1 (1.2M parameters) has 4x the conv FLOPs of width 0.5 and took
+1.9x its time a run on the 2-core CPU (BENCHMARKS.md).
 """
 
 from budget import SEARCH_BUDGET  # pylint: disable=g-bad-import-order
