@@ -18,13 +18,19 @@ from mnist_flax import steps
 from mnist_flax.config import Config
 
 
-def test_bf16_matmul_is_the_float32_product_of_its_bfloat16_operands():
+# (M, K, N): the weight gradient transposes g for wide patches (K = 40) and
+# x for narrow ones (K = 9, a first conv's).
+_SHAPES = [(300, 40, 24), (300, 9, 24)]
+
+
+@pytest.mark.parametrize('m,k,n', _SHAPES)
+def test_bf16_matmul_is_the_float32_product_of_its_bfloat16_operands(m, k, n):
   """Forward and both gradients: bf16 inputs, f32 sums (only their order may
   differ); the incoming gradient is rounded to bf16 as a bf16 product's is."""
   keys = jax.random.split(jax.random.PRNGKey(0), 3)
-  x = jax.random.normal(keys[0], (300, 40)).astype(jnp.bfloat16)
-  w = jax.random.normal(keys[1], (40, 24)).astype(jnp.bfloat16)
-  g = jax.random.normal(keys[2], (300, 24))
+  x = jax.random.normal(keys[0], (m, k)).astype(jnp.bfloat16)
+  w = jax.random.normal(keys[1], (k, n)).astype(jnp.bfloat16)
+  g = jax.random.normal(keys[2], (m, n))
   y, vjp = jax.vjp(models.bf16_matmul, x, w)
   dx, dw = vjp(g)
   x32, w32 = x.astype(jnp.float32), w.astype(jnp.float32)
@@ -45,11 +51,13 @@ def test_bf16_matmul_is_the_float32_product_of_its_bfloat16_operands():
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='XLA:CPU only')
-def test_bf16_matmul_and_its_gradients_stay_bfloat16_dots_on_cpu():
+@pytest.mark.parametrize('m,k,n', [(512, 288, 64), (2000, 9, 32)])
+def test_bf16_matmul_and_its_gradients_stay_bfloat16_dots_on_cpu(m, k, n):
   """All three GEMMs of a bf16 im2col conv reach XLA:CPU as bf16 x bf16 -> f32
-  dots (which it runs on AVX512-BF16/AMX) rather than upcast f32 GEMMs."""
-  x = jnp.zeros((512, 288), jnp.bfloat16)
-  w = jnp.zeros((288, 64), jnp.bfloat16)
+  dots (which it runs on AVX512-BF16/AMX) rather than upcast f32 GEMMs, on
+  either weight-gradient path (g transposed for wide patches, x for narrow)."""
+  x = jnp.zeros((m, k), jnp.bfloat16)
+  w = jnp.zeros((k, n), jnp.bfloat16)
 
   def loss(x, w):
     return jnp.sum(models.bf16_matmul(x, w) ** 2)
