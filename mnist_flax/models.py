@@ -63,8 +63,8 @@ def bf16_matmul(x, w):
   last dimension; any other bfloat16 dot is upcast to a float32 GEMM. The
   forward product and the input gradient have that form as written. The
   weight gradient contracts over the rows of x, so x (or g, whichever moves
-  fewer elements) is transposed first (`_unfoldable_transpose`). Elsewhere (GPU, TPU) the same code is a plain
-  mixed-precision matmul.
+  fewer elements) is transposed first (`_unfoldable_transpose`). Elsewhere
+  (GPU, TPU) the same code is a plain mixed-precision matmul.
   """
   return _dot_f32(x, w)
 
@@ -167,15 +167,16 @@ class SqueezeExcite(nn.Module):
 
 
 def _conv(conv_impl: str, features: int, *, padding: str, dtype, name: str,
-          activation=None) -> nn.Module:
-  """A 3x3 conv of either implementation; only im2col takes an activation."""
+          activation=None) -> Callable[[jax.Array], jax.Array]:
+  """A 3x3 conv of either implementation, then `activation` if given (inside
+  the im2col conv, on its float32 sums)."""
   if conv_impl == 'im2col':
     return Im2colConv(features, (3, 3), padding=padding,
                       kernel_init=_KERNEL_INIT, dtype=dtype, name=name,
                       activation=activation)
-  assert activation is None, 'lax convs apply no activation of their own'
-  return nn.Conv(features, (3, 3), padding=padding, kernel_init=_KERNEL_INIT,
+  conv = nn.Conv(features, (3, 3), padding=padding, kernel_init=_KERNEL_INIT,
                  dtype=dtype, name=name)
+  return conv if activation is None else lambda x: activation(conv(x))
 
 
 def max_pool_2x2(x):
@@ -213,8 +214,8 @@ class SeedCNN(nn.Module):
     norm = functools.partial(
         nn.BatchNorm, use_running_average=not train, momentum=0.99,
         epsilon=1e-3, dtype=self.dtype)
-    # An im2col conv applies its own ReLU unless BN comes between them.
-    fused = self.conv_impl == 'im2col' and self.batchnorm != 'conv'
+    # The conv applies its ReLU itself unless BN comes between them.
+    fused = self.batchnorm != 'conv'
     for i, features in enumerate(self.features):
       activation = nn.relu if i == 0 or self.conv_activation == 'all' else None
       x = _conv(self.conv_impl, max(1, round(features * self.width)),
@@ -268,12 +269,11 @@ class SpaceToDepthCNN(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     x = space_to_depth(x.astype(self.dtype))
-    fused = self.conv_impl == 'im2col'
     for i, features in enumerate(self.conv_features):
-      x = _conv(self.conv_impl, max(1, round(features * self.width)),
-                padding='VALID', dtype=self.dtype, name=f'conv{i + 1}',
-                activation=nn.relu if fused else None)(x)
-      x = max_pool_2x2(x if fused else nn.relu(x))
+      x = max_pool_2x2(_conv(
+          self.conv_impl, max(1, round(features * self.width)),
+          padding='VALID', dtype=self.dtype, name=f'conv{i + 1}',
+          activation=nn.relu)(x))
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(max(1, round(self.dense_features * self.width)),
                          kernel_init=_KERNEL_INIT, dtype=self.dtype,
