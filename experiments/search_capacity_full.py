@@ -1,4 +1,4 @@
-"""The capacity round of the recipe search at full length, on MNIST's validation split.
+"""The recipe search's third round: width 1 at full length, on validation.
 
     python experiments/runner.py experiments/search_capacity_full.py \
         --root=runs/studies --set=manual_dir=../shared/data/mnist \
@@ -24,6 +24,7 @@ STUDY = {
     'name': 'search_capacity_full',
     'base': {**search_capacity.STARTING_POINT, **FULL_SEARCH_BUDGET},
     'variants': {
+        # `--preset=best` as this round found it (width 0.5).
         'preset best': {},
         'width 1': {'width': 1.0},
     },
