@@ -10,7 +10,7 @@ third round chose it) for 15 and for 30 epochs under FULL_SEARCH_BUDGET's
 split (55,000 training images, 5,000 held-out validation images; the test set
 is not shown). The one-cycle schedule and the clean last epoch stretch with
 the run. The 15-epoch runs have the flags of search_capacity_full's 'width 1'
-runs. About 20 and 40 minutes of training a run on the 2-core CPU.
+runs. About 18 and 46 minutes of training a run on the 2-core CPU.
 
 Decided before the runs: 30 epochs replaces the preset's 15 if its mean
 validation accuracy is higher and it is not lower on either seed. It was
