@@ -56,8 +56,11 @@ class Config:
   # Model.
   arch: str = _field(
       'seed', 'Model name from mnist_flax.models.MODELS: the study\'s network '
-      '(seed), or a small one for fast CPU runs (space_to_depth; it takes '
-      '--width, --dropout, --conv_impl and --dtype).')
+      '(seed); VGG-style blocks of SAME convs, 64-64|128-128|256 with a '
+      'max-pool between blocks (blocks; --depth, --padding and '
+      '--conv_activation do not apply); or a small one for fast CPU runs '
+      '(space_to_depth; it takes --width, --dropout, --conv_impl and '
+      '--dtype).')
   conv_activation: str = _field(
       'all', 'ReLU after every conv (all) or only after the first, as the '
       'study lists it (first).', ('all', 'first'))

@@ -42,6 +42,7 @@ _slow = lambda overrides: pytest.param(overrides, marks=pytest.mark.slow)
     _slow(dict(dropout=0.0)),
     dict(dtype='bfloat16'),
     dict(squeeze_excite=4, head='maxavg'),
+    dict(arch='blocks', batchnorm='conv', head='maxavg', squeeze_excite=4),
 ])
 def test_variants_give_logits_of_the_right_shape(overrides):
   # A narrow network: the shapes do not depend on the width.
@@ -52,6 +53,20 @@ def test_variants_give_logits_of_the_right_shape(overrides):
                           rngs={'dropout': jax.random.PRNGKey(1)})
   assert logits.shape == (3, 7)
   assert logits.dtype == jnp.float32
+
+
+def test_blocks_network_pools_between_its_blocks():
+  _, variables = _init(Config(arch='blocks', batchnorm='conv'))
+  params = variables['params']
+  assert [params[f'conv{i}']['kernel'].shape[-1] for i in range(1, 6)] == [
+      64, 64, 128, 128, 256]
+  # SAME convs, pooled twice: 28 -> 14 -> 7.
+  assert params['dense1']['kernel'].shape == (7 * 7 * 256, 64)
+  assert _count(params) == 1_358_986
+  assert _count(variables['batch_stats']) == 2 * (64 + 64 + 128 + 128 + 256)
+  _, narrow = _init(Config(arch='blocks', width=0.75, head='maxavg'))
+  assert narrow['params']['conv5']['kernel'].shape == (3, 3, 96, 192)
+  assert narrow['params']['dense1']['kernel'].shape == (2 * 192, 48)
 
 
 @pytest.mark.slow
