@@ -288,7 +288,9 @@ class BlocksCNN(nn.Module):
   (28x28: 64, 64; 14x14: 128, 128; 7x7: 256), where the seed network pools
   after one 32-filter conv. The defaults (flatten head) give 1,358,986
   trainable parameters and 3.7x the FLOPs of `--preset=best`'s 4-conv seed
-  network in a training step (XLA's count: 536M against 145M an image).
+  network in a training step (XLA's cost analysis of the compiled step, as
+  benchmarks/throughput.py's measure_train_step reports it: 536M against
+  145M an image).
   """
 
   num_classes: int = 10
