@@ -7,7 +7,9 @@
     scale(0.1)       zoom by a factor in [0.9, 1.1]
     shear(10)        shear along x by up to 10 degrees
     affine(3,15,0.1) shift, rotate and scale in one resampling; a fourth
-                     parameter, affine(3,15,0.1,10), also shears
+                     parameter, affine(3,15,0.1,10), also shears; a fifth,
+                     affine(3,15,0.1,10,1), zooms height and width by
+                     independent factors (as Keras's zoom_range does)
     elastic(34,4)    elastic distortion (Simard et al. 2003): alpha, sigma
     cutout(8)        zero one 8x8 square at a random place
     noise(0.1)       add Gaussian noise of std 0.1 (pixels in [0, 1]); a
@@ -53,7 +55,7 @@ def _sample(image, src):
 
 
 def _affine(key, image, max_shift=0.0, max_degrees=0.0, max_scale=0.0,
-            max_shear=0.0):
+            max_shear=0.0, per_axis_zoom=0.0):
   k_shift, k_rot, k_scale = jax.random.split(key, 3)
   shift = jax.random.uniform(k_shift, (2,), minval=-max_shift, maxval=max_shift)
   angle = jnp.deg2rad(jax.random.uniform(k_rot, (), minval=-max_degrees,
@@ -64,6 +66,10 @@ def _affine(key, image, max_shift=0.0, max_degrees=0.0, max_scale=0.0,
   # Inverse map: output pixel -> source pixel. Every draw is symmetric about
   # the identity, so the inverse of a random map is as random as the map.
   matrix = jnp.array([[cos, -sin], [sin, cos]]) / scale
+  if per_axis_zoom:  # Height gets a draw of its own; width keeps `scale`'s.
+    scale_y = 1.0 + jax.random.uniform(
+        jax.random.fold_in(key, 4), (), minval=-max_scale, maxval=max_scale)
+    matrix = matrix @ jnp.diag(jnp.array([scale / scale_y, 1.0]))
   if max_shear:  # Its own key, so the other ops' draws stay as they were.
     shear_angle = jnp.deg2rad(jax.random.uniform(
         jax.random.fold_in(key, 3), (), minval=-max_shear, maxval=max_shear))
@@ -88,8 +94,10 @@ def shear(key, image, degrees=10.0):
   return _affine(key, image, max_shear=degrees)
 
 
-def affine(key, image, pixels=2.0, degrees=15.0, amount=0.1, shear_degrees=0.0):
-  return _affine(key, image, pixels, degrees, amount, shear_degrees)
+def affine(key, image, pixels=2.0, degrees=15.0, amount=0.1, shear_degrees=0.0,
+           per_axis_zoom=0.0):
+  return _affine(key, image, pixels, degrees, amount, shear_degrees,
+                 per_axis_zoom)
 
 
 def elastic(key, image, alpha=34.0, sigma=4.0):
@@ -136,7 +144,7 @@ OPS: dict[str, Callable] = {
     'affine': affine,
     'elastic': elastic, 'cutout': cutout, 'noise': noise, 'flip': flip,
 }
-_ARITY = {'shift': 1, 'rotate': 1, 'scale': 1, 'shear': 1, 'affine': 4,
+_ARITY = {'shift': 1, 'rotate': 1, 'scale': 1, 'shear': 1, 'affine': 5,
           'elastic': 2, 'cutout': 1, 'noise': 2, 'flip': 1}
 _OP = re.compile(r'^([a-z_]+)(?:\(([^()]*)\))?$')
 

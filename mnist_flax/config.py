@@ -56,11 +56,16 @@ class Config:
   # Model.
   arch: str = _field(
       'seed', 'Model name from mnist_flax.models.MODELS: the study\'s network '
-      '(seed); VGG-style blocks of SAME convs, 64-64|128-128|256 with a '
+      '(seed); VGG-style blocks of SAME convs, --blocks wide, with a '
       'max-pool between blocks (blocks; --depth, --padding and '
       '--conv_activation do not apply); or a small one for fast CPU runs '
       '(space_to_depth; it takes --width, --dropout, --conv_impl and '
       '--dtype).')
+  blocks: str = _field(
+      '64,64|128,128|256', 'With --arch=blocks: the conv widths of each '
+      'block, blocks separated by |, a 2x2 max-pool between blocks (before '
+      '--width). Matuzas77/MNIST-0.17\'s network: 128,128,128|128,128,128|'
+      '128,128,128 with --squeeze_excite=8 --head=maxavg.')
   conv_activation: str = _field(
       'all', 'ReLU after every conv (all) or only after the first, as the '
       'study lists it (first).', ('all', 'first'))
@@ -178,6 +183,20 @@ class Config:
   log_every_s: float = _field(
       10.0, 'Seconds between progress lines inside an epoch.')
 
+  def block_widths(self) -> tuple[tuple[int, ...], ...]:
+    """--blocks parsed: one tuple of conv widths a block."""
+    try:
+      widths = tuple(tuple(int(w) for w in block.split(','))
+                     for block in self.blocks.split('|'))
+    except ValueError:
+      widths = ()
+    if not widths or any(w <= 0 for block in widths for w in block):
+      raise ConfigError(
+          f'--blocks={self.blocks!r} is not valid: write positive conv '
+          'widths, a comma between convs and | between blocks, e.g. '
+          '64,64|128,128|256')
+    return widths
+
   def validate(self) -> 'Config':
     """Raises ConfigError naming the first bad value; returns self."""
     for f in dataclasses.fields(self):
@@ -192,6 +211,7 @@ class Config:
       raise ConfigError(
           f'--arch={self.arch!r} is not valid; choose one of: '
           + ', '.join(sorted(models.MODELS)))
+    self.block_widths()  # Raises on a malformed --blocks.
     for name in ('batch_size', 'epochs', 'eval_batch_size', 'eval_every',
                  'checkpoints_to_keep', 'scan_steps', 'num_models'):
       if getattr(self, name) <= 0:

@@ -391,6 +391,7 @@ def create_model(config, num_classes: int) -> nn.Module:
       padding=config.padding,
       width=config.width,
       features=(32, 64, 128, 256, 512, 1024)[:config.depth],
+      blocks=config.block_widths(),
       head=config.head,
       squeeze_excite=config.squeeze_excite,
       conv_impl=resolve_conv_impl(config.conv_impl),

@@ -10,7 +10,8 @@ from mnist_flax.config import Config
 from mnist_flax.errors import ConfigError
 
 ALL_OPS = ['shift(3)', 'rotate(15)', 'scale(0.1)', 'shear(10)',
-           'affine(2,10,0.1)', 'affine(2,10,0.2,10)', 'elastic(34,4)',
+           'affine(2,10,0.1)', 'affine(2,10,0.2,10)', 'affine(2,10,0.2,10,1)',
+           'elastic(34,4)',
            'cutout(8)', 'noise(0.1)', 'noise(0.3,0.5)', 'flip(0.5)']
 
 
@@ -101,6 +102,27 @@ def test_a_shear_in_affine_leaves_its_other_draws_unchanged():
                                 augment.apply('affine(2,10,0.1,0)', key, x))
   assert not np.allclose(augment.apply('affine(2,10,0.1,10)', key, x),
                          augment.apply('affine(2,10,0.1)', key, x))
+
+
+def test_per_axis_zoom_stretches_height_and_width_apart():
+  square = np.zeros((28, 28, 1), np.float32)
+  square[9:19, 9:19] = 1.0
+  images = jnp.asarray(np.repeat(square[None], 32, axis=0))
+  key = jax.random.PRNGKey(3)
+
+  def height_minus_width(spec):
+    out = np.asarray(augment.apply(spec, key, images))[..., 0] > 0.5
+    return out.any(axis=2).sum(axis=1) - out.any(axis=1).sum(axis=1)
+
+  # One factor for both axes keeps the square square, give or take a pixel.
+  assert np.abs(height_minus_width('affine(0,0,0.3,0)')).max() <= 1
+  # Independent factors (up to 30% each) make tall and wide rectangles.
+  stretched = height_minus_width('affine(0,0,0.3,0,1)')
+  assert stretched.max() >= 2 and stretched.min() <= -2
+  # Off, the fifth parameter leaves every draw as the four-parameter op's.
+  x, _ = _batch()
+  np.testing.assert_array_equal(augment.apply('affine(2,10,0.2,10)', key, x),
+                                augment.apply('affine(2,10,0.2,10,0)', key, x))
 
 
 def test_unknown_ops_and_bad_parameters_are_refused_with_the_valid_list():

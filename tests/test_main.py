@@ -116,6 +116,7 @@ def _parse(*argv):
      'seed, speedrun'),
     ('--conv_impl=fft', "--conv_impl='fft' is not valid"),
     ('--eval_every=0', '--eval_every must be a positive integer'),
+    ('--blocks=64,,64', "--blocks='64,,64' is not valid"),
 ])
 def test_bad_flags_are_refused_naming_the_flag(flag, message):
   with pytest.raises(ConfigError) as e:
