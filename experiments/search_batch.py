@@ -20,7 +20,7 @@ mean validation accuracy is higher and it is not lower on either seed. It was
 lower on seed 0 (99.64% against 99.68%; at epoch 10, 99.24% against 99.34%),
 which settles the rule, so seed 1 was not trained and the preset keeps batch
 128 (BENCHMARKS.md has the table). The batch-32 run trained in 848 s, the preset's
-seed-0 rerun on the same machine in 835 s: the 2-core CPU is as busy at batch
+seed-0 rerun on a Xeon of the same kind in 835 s: the 2-core CPU is as busy at batch
 32 as at 128.
 """
 

@@ -65,7 +65,7 @@ class Config:
       '64,64|128,128|256', 'With --arch=blocks: the conv widths of each '
       'block, blocks separated by |, a 2x2 max-pool between blocks (before '
       '--width). Matuzas77/MNIST-0.17\'s network: 128,128,128|128,128,128|'
-      '128,128,128 with --squeeze_excite=8 --head=maxavg.')
+      '128,128,128 with --squeeze_excite=8 --head=maxavg --batchnorm=conv.')
   conv_activation: str = _field(
       'all', 'ReLU after every conv (all) or only after the first, as the '
       'study lists it (first).', ('all', 'first'))
