@@ -29,8 +29,9 @@ checkpoints move freely between them.
 
 BlocksCNN spends more of its compute before the first pool, as the
 literature's best final-epoch MNIST networks do: VGG-style blocks of SAME 3x3
-convs (64, 64 | pool | 128, 128 | pool | 256), with the seed network's head and
-the same width, BN, dropout, head and squeeze-excitation options.
+convs (by default 64, 64 | pool | 128, 128 | pool | 256; `--blocks` sets the
+widths), with the seed network's head and the same width, BN, dropout, head
+and squeeze-excitation options.
 
 SpaceToDepthCNN is a small network for training fast on CPU (the `speedrun`
 preset): the image is folded 2x2 into channels first (28x28x1 -> 14x14x4), so
@@ -284,9 +285,9 @@ class BlocksCNN(nn.Module):
   """VGG-style blocks of SAME 3x3 convs with a 2x2 max-pool between blocks.
 
   The shape of the literature's best final-epoch MNIST networks: several
-  convs at full and half resolution before the first and second pool
-  (28x28: 64, 64; 14x14: 128, 128; 7x7: 256), where the seed network pools
-  after one 32-filter conv. The defaults (flatten head) give 1,358,986
+  convs at full and half resolution before the first and second pool (by
+  default 28x28: 64, 64; 14x14: 128, 128; 7x7: 256; `blocks` from --blocks),
+  where the seed network pools after one 32-filter conv. The defaults (flatten head) give 1,358,986
   trainable parameters and 3.7x the FLOPs of `--preset=best`'s 4-conv seed
   network in a training step (XLA's cost analysis of the compiled step, as
   benchmarks/throughput.py's measure_train_step reports it: 536M against
