@@ -11,7 +11,7 @@ from mnist_flax.errors import ConfigError
 
 ALL_OPS = ['shift(3)', 'rotate(15)', 'scale(0.1)', 'shear(10)',
            'affine(2,10,0.1)', 'affine(2,10,0.2,10)', 'affine(2,10,0.2,10,1)',
-           'elastic(34,4)',
+           'elastic(34,4)', 'elastic(36,6)', 'elastic(34,12)',
            'cutout(8)', 'noise(0.1)', 'noise(0.3,0.5)', 'flip(0.5)']
 
 
@@ -66,6 +66,37 @@ def test_flip_mirrors_that_fraction_of_images_left_right_and_no_other():
   assert 0.45 < mirrored.mean() < 0.55  # 0.5 +- 3 binomial std.
   np.testing.assert_array_equal(
       augment.apply('flip(1)', jax.random.PRNGKey(0), x), x[:, :, ::-1])
+
+
+def test_elastic_smooths_its_field_as_a_same_gaussian_convolution():
+  # Against numpy's zero-padded 'same' convolution, for a kernel narrower
+  # than the image (sigma 2: 13 taps) and one wider (sigma 6: 37 taps > 28).
+  field = np.random.default_rng(0).uniform(-1, 1, (28, 28))
+  for sigma in (2.0, 6.0):
+    radius = int(np.ceil(3 * sigma))
+    taps = np.exp(-np.arange(-radius, radius + 1)**2 / (2 * sigma**2))
+    taps /= taps.sum()
+    full = np.apply_along_axis(np.convolve, 0, field, taps, 'full')
+    full = np.apply_along_axis(np.convolve, 1, full, taps, 'full')
+    expected = full[radius:radius + 28, radius:radius + 28]
+    smoother = augment._gaussian_smoother(28, sigma)  # pylint: disable=protected-access
+    np.testing.assert_allclose(smoother @ field @ smoother.T, expected,
+                               atol=1e-5)
+
+
+def test_elastic_displaces_pixels_by_alpha_times_the_smoothed_field():
+  # A horizontal ramp image turns the x displacement into a pixel change:
+  # sampled at x + dx, the ramp reads x + dx, so image - ramp is dx.
+  ramp = jnp.tile(jnp.arange(28, dtype=jnp.float32)[None, :, None] / 27,
+                  (28, 1, 1))
+  key = jax.random.PRNGKey(5)
+  out = augment.elastic(key, ramp, alpha=2.0, sigma=6.0)
+  field = jax.random.uniform(key, (2, 28, 28), minval=-1.0, maxval=1.0)
+  smoother = augment._gaussian_smoother(28, 6.0)  # pylint: disable=protected-access
+  dx = 2.0 * (smoother @ field[1] @ smoother.T)
+  inner = (slice(4, 24), slice(4, 24))  # Away from the zero border.
+  np.testing.assert_allclose((out[..., 0] - ramp[..., 0])[inner] * 27,
+                             dx[inner], atol=1e-4)
 
 
 def test_geometric_ops_keep_the_digit_where_a_classifier_finds_it():
