@@ -5,7 +5,7 @@
 
 The recipe is config.PRESETS['best'], its settings chosen on MNIST's
 validation split only (experiments/search.py, search_capacity.py,
-search_capacity_full.py); Fashion-MNIST, trained with the
+search_capacity_full.py, search_elastic.py); Fashion-MNIST, trained with the
 same flags, shows whether it generalises. Each run trains on all 60,000
 training images and is scored once, at its final epoch, on the test set.
 Besides the runner's summary, writes in the study folder:
