@@ -104,6 +104,8 @@ def affine(key, image, pixels=2.0, degrees=15.0, amount=0.1, shear_degrees=0.0,
 def _gaussian_smoother(n: int, sigma: float) -> np.ndarray:
   """[n, n] matrix of a 'same' Gaussian blur (truncated at 3 sigma, zeros
   outside the image); a matrix, unlike a convolution, takes any sigma."""
+  if sigma == 0:  # No blur: the raw field.
+    return np.eye(n, dtype=np.float32)
   radius = int(math.ceil(3 * sigma))
   taps = np.exp(-np.arange(-radius, radius + 1)**2 / (2 * sigma**2))
   offsets = np.arange(n)[:, None] - np.arange(n)[None, :]

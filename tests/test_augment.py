@@ -36,7 +36,8 @@ def test_ops_keep_shape_range_and_are_deterministic_given_a_key(spec):
 @pytest.mark.parametrize('spec', ['shift(0)', 'rotate(0)', 'scale(0)',
                                   'shear(0)', 'affine(0,0,0)',
                                   'affine(0,0,0,0)', 'noise(0)',
-                                  'noise(0.3,0)', 'flip(0)', 'none'])
+                                  'noise(0.3,0)', 'flip(0)', 'elastic(0,4)',
+                                  'elastic(0,0)', 'none'])
 def test_zero_strength_is_the_identity(spec):
   x, _ = _batch()
   np.testing.assert_allclose(augment.apply(spec, jax.random.PRNGKey(0), x), x,
