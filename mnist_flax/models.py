@@ -287,9 +287,9 @@ class BlocksCNN(nn.Module):
   The shape of the literature's best final-epoch MNIST networks: several
   convs at full and half resolution before the first and second pool (by
   default 28x28: 64, 64; 14x14: 128, 128; 7x7: 256; `blocks` from --blocks),
-  where the seed network pools after one 32-filter conv. The defaults (flatten head) give 1,358,986
-  trainable parameters and 3.7x the FLOPs of `--preset=best`'s 4-conv seed
-  network in a training step (XLA's cost analysis of the compiled step, as
+  where the seed network pools after one 32-filter conv. The defaults
+  (flatten head) give 1,358,986 trainable parameters and 3.7x the FLOPs of
+  `--preset=best`'s 4-conv seed network in a training step (XLA's cost analysis of the compiled step, as
   benchmarks/throughput.py's measure_train_step reports it: 536M against
   145M an image).
   """
