@@ -284,14 +284,14 @@ class SeedCNN(nn.Module):
 class BlocksCNN(nn.Module):
   """VGG-style blocks of SAME 3x3 convs with a 2x2 max-pool between blocks.
 
-  The shape of the literature's best final-epoch MNIST networks: several
-  convs at full and half resolution before the first and second pool (by
-  default 28x28: 64, 64; 14x14: 128, 128; 7x7: 256; `blocks` from --blocks),
-  where the seed network pools after one 32-filter conv. The defaults
-  (flatten head) give 1,358,986 trainable parameters and 3.7x the FLOPs of
-  `--preset=best`'s 4-conv seed network in a training step (XLA's cost analysis of the compiled step, as
-  benchmarks/throughput.py's measure_train_step reports it: 536M against
-  145M an image).
+  The shape of the literature's best final-epoch MNIST networks: several convs
+  at full and half resolution before the first and second pool (by default
+  28x28: 64, 64; 14x14: 128, 128; 7x7: 256; `blocks` from --blocks), where the
+  seed network pools after one 32-filter conv. The defaults (flatten head)
+  give 1,358,986 trainable parameters and 3.7x the FLOPs of `--preset=best`'s
+  4-conv seed network in a training step (XLA's cost analysis of the compiled
+  step, as benchmarks/throughput.py's measure_train_step reports it: 536M
+  against 145M an image).
   """
 
   num_classes: int = 10
