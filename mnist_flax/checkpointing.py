@@ -126,7 +126,7 @@ class Checkpointer:
     if epochs:
       raise CheckpointError(
           f'{self.directory}: none of the checkpoints {epochs} can be '
-          'restored; remove them or pass --restart')
+          'restored; move that folder aside to train the run afresh')
     return None
 
   def _set_aside(self, epochs: list[int]) -> None:

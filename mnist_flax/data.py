@@ -318,9 +318,10 @@ def load_idx_folder(folder: str) -> Dataset:
   for split, (images_file, labels_file) in IDX_FILES.items():
     images = idx.read_idx(os.path.join(folder, images_file))
     labels = idx.read_idx(os.path.join(folder, labels_file))
-    if images.ndim != 3 or labels.ndim != 1:
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
+      # 28x28: the size every checkpoint, the Predictor and export assume.
       raise DataError(
-          f'{os.path.join(folder, images_file)}: want images (N, H, W) and '
+          f'{os.path.join(folder, images_file)}: want images (N, 28, 28) and '
           f'labels (N,), got {images.shape} and {labels.shape}')
     if len(images) != len(labels):
       raise DataError(
@@ -330,8 +331,6 @@ def load_idx_folder(folder: str) -> Dataset:
       raise DataError(
           f'{os.path.join(folder, labels_file)}: label {labels.max()} > 9')
     arrays[split] = (images[..., None].copy(), labels.astype(np.int32))
-  if arrays['train'][0].shape[1:] != arrays['test'][0].shape[1:]:
-    raise DataError(f'{folder}: train and test images differ in size')
   return Dataset(*arrays['train'], *arrays['test'],
                  class_names=tuple(str(i) for i in range(10)))
 

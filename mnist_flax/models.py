@@ -51,6 +51,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mnist_flax.state import layer_group
+
 _KERNEL_INIT = nn.initializers.glorot_uniform()
 
 
@@ -197,14 +199,18 @@ def max_pool_2x2(x):
   return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
-def _batchnorm(train: bool, dtype, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.99,
+def _batchnorm(train: bool, dtype, name: str, finetune: str) -> nn.BatchNorm:
+  """BN that normalises with batch statistics in training, except in a layer
+  that --finetune freezes: its statistics are not updated, so it normalises
+  with them in training as it will in evaluation."""
+  frozen = layer_group(finetune, name) == 'frozen'
+  return nn.BatchNorm(use_running_average=not train or frozen, momentum=0.99,
                       epsilon=1e-3, dtype=dtype, name=name)
 
 
 def _conv_layer(x, features: int, index: int, *, train: bool, conv_impl: str,
                 padding: str, batchnorm: str, activation, squeeze_excite: int,
-                dtype):
+                finetune: str, dtype):
   """conv{index}, then BN (batchnorm='conv'), `activation` and SE if asked.
 
   Without BN between them the conv applies the activation itself (fused into
@@ -214,7 +220,7 @@ def _conv_layer(x, features: int, index: int, *, train: bool, conv_impl: str,
   x = _conv(conv_impl, features, padding=padding, dtype=dtype,
             name=f'conv{index}', activation=activation if fused else None)(x)
   if batchnorm == 'conv':
-    x = _batchnorm(train, dtype, f'bn_conv{index}')(x)
+    x = _batchnorm(train, dtype, f'bn_conv{index}', finetune)(x)
   if activation and not fused:
     x = activation(x)
   if squeeze_excite:
@@ -223,7 +229,8 @@ def _conv_layer(x, features: int, index: int, *, train: bool, conv_impl: str,
 
 
 def _classifier(x, *, train: bool, head: str, dense_features: int,
-                num_classes: int, batchnorm: str, dropout: float, dtype):
+                num_classes: int, batchnorm: str, dropout: float,
+                finetune: str, dtype):
   """Pool or flatten the feature map, then Dense-ReLU(-BN)-Dropout-Dense.
 
   The same parameter names in every network (dense1, bn_head, head), which
@@ -238,7 +245,7 @@ def _classifier(x, *, train: bool, head: str, dense_features: int,
                name='dense1')(x)
   x = nn.relu(x)
   if batchnorm == 'head':
-    x = _batchnorm(train, dtype, 'bn_head')(x)
+    x = _batchnorm(train, dtype, 'bn_head', finetune)(x)
   x = nn.Dropout(dropout, deterministic=not train)(x)
   x = nn.Dense(num_classes, kernel_init=_KERNEL_INIT, dtype=dtype,
                name='head')(x)
@@ -259,6 +266,7 @@ class SeedCNN(nn.Module):
   head: str = 'flatten'
   squeeze_excite: int = 0  # Channel reduction of the gates; 0: none.
   conv_impl: str = 'lax'
+  finetune: str = 'full'  # Its frozen BN layers keep their statistics.
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -271,14 +279,15 @@ class SeedCNN(nn.Module):
           batchnorm=self.batchnorm,
           activation=(nn.relu if i == 0 or self.conv_activation == 'all'
                       else None),
-          squeeze_excite=self.squeeze_excite, dtype=self.dtype)
+          squeeze_excite=self.squeeze_excite, finetune=self.finetune,
+          dtype=self.dtype)
       if i == 0:
         x = max_pool_2x2(x)
     return _classifier(
         x, train=train, head=self.head,
         dense_features=max(1, round(self.dense_features * self.width)),
         num_classes=self.num_classes, batchnorm=self.batchnorm,
-        dropout=self.dropout, dtype=self.dtype)
+        dropout=self.dropout, finetune=self.finetune, dtype=self.dtype)
 
 
 class BlocksCNN(nn.Module):
@@ -303,6 +312,7 @@ class BlocksCNN(nn.Module):
   head: str = 'flatten'
   squeeze_excite: int = 0
   conv_impl: str = 'lax'
+  finetune: str = 'full'  # Its frozen BN layers keep their statistics.
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -318,12 +328,13 @@ class BlocksCNN(nn.Module):
             x, max(1, round(features * self.width)), index, train=train,
             conv_impl=self.conv_impl, padding='SAME',
             batchnorm=self.batchnorm, activation=nn.relu,
-            squeeze_excite=self.squeeze_excite, dtype=self.dtype)
+            squeeze_excite=self.squeeze_excite, finetune=self.finetune,
+            dtype=self.dtype)
     return _classifier(
         x, train=train, head=self.head,
         dense_features=max(1, round(self.dense_features * self.width)),
         num_classes=self.num_classes, batchnorm=self.batchnorm,
-        dropout=self.dropout, dtype=self.dtype)
+        dropout=self.dropout, finetune=self.finetune, dtype=self.dtype)
 
 
 def space_to_depth(x, block: int = 2):
@@ -395,6 +406,7 @@ def create_model(config, num_classes: int) -> nn.Module:
       blocks=config.block_widths(),
       head=config.head,
       squeeze_excite=config.squeeze_excite,
+      finetune=config.finetune,
       conv_impl=resolve_conv_impl(config.conv_impl),
       dtype=jnp.dtype(config.dtype),
   ).items() if k in fields})

@@ -4,7 +4,8 @@ With --finetune or --trunk_lr_scale the optimizer trains the layers in groups
 (see `trainable_layers`): the head at the full rate, the trunk at a scaled
 one, and frozen layers not at all. train_step copies frozen layers through
 unchanged, so they stay bit-identical (x + 0.0 can turn -0.0 into +0.0), and
-so do their BatchNorm statistics.
+so do their BatchNorm statistics, which a frozen BatchNorm layer also
+normalises with in training (models.py), as it will in evaluation.
 """
 
 import functools
@@ -55,17 +56,21 @@ def update_ema(state: EmaTrainState, decay: float) -> EmaTrainState:
   return state.replace(ema=optax.incremental_update(current, state.ema, rate))
 
 
+def layer_group(finetune: str, name: str) -> str:
+  """How --finetune trains the top-level layer `name`: 'head', 'trunk' or
+  'frozen'."""
+  if name == HEAD:
+    return 'head'
+  if finetune == 'full':
+    return 'trunk'
+  if finetune == 'head+last' and name in LAST_BLOCK:
+    return 'trunk'
+  return 'frozen'
+
+
 def trainable_layers(config: Config, layers) -> dict[str, str]:
   """Top-level layer name -> 'head', 'trunk' or 'frozen'."""
-  def group(name):
-    if name == HEAD:
-      return 'head'
-    if config.finetune == 'full':
-      return 'trunk'
-    if config.finetune == 'head+last' and name in LAST_BLOCK:
-      return 'trunk'
-    return 'frozen'
-  return {name: group(name) for name in layers}
+  return {name: layer_group(config.finetune, name) for name in layers}
 
 
 def frozen_layers(config: Config, layers) -> frozenset[str]:

@@ -41,8 +41,9 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
   With ema_decay, the step also moves the weights' moving average.
 
   With skip_nonfinite, a step whose loss or updated params are NaN/Inf leaves the
-  params, optimizer state and BN statistics as they were (the step counter
-  still advances, so dropout draws new masks).
+  params, optimizer state and BN statistics as they were: the step is not
+  taken, so the optimizer's own count (the schedule, Adam's bias correction)
+  does not advance, while state.step does, so dropout draws new masks.
   """
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
   x = augment.apply(augment_spec, jax.random.fold_in(dropout_key, 0xA06),

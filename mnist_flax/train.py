@@ -1,8 +1,9 @@
 """The training loop: `train_and_evaluate(config, workdir)` and its epochs.
 
 A last partial batch is dropped: each epoch takes N // batch_size full batches
-of a fresh permutation, so every example is seen equally often over the run.
-(MNIST's 60,000 divide evenly by the default 16.) Evaluation covers every test
+of a fresh permutation, so every example is seen equally often in
+expectation (exactly when the batch size divides N, as the default 16 divides
+MNIST's 60,000). Evaluation covers every test
 example. The steps are in steps.py, the TrainState in state.py, evaluation in
 evaluation.py, the run directory's layout in workdir.py and what is written
 for people in report.py.
@@ -187,9 +188,10 @@ class _Epochs:
     ckpt.wait()
     where = f'step {bad + 1}' if bad is not None else 'its end'
     value = losses[bad].max() if bad is not None else 'non-finite params'
+    kept = (f'the last good checkpoint (epoch {epoch - 1}) is kept in '
+            f'{ckpt.directory}' if epoch > 1 else 'no checkpoint was written')
     raise DivergenceError(
-        f'training diverged ({value}) at epoch {epoch}, {where}; the last '
-        f'good checkpoint (epoch {epoch - 1}) is kept in {ckpt.directory}')
+        f'training diverged ({value}) at epoch {epoch}, {where}; {kept}')
 
   def epoch(self, state, epoch: int, ckpt):
     """One epoch; returns (state, metrics row, test EvalResult or None)."""
@@ -206,7 +208,9 @@ class _Epochs:
                       'loss or update', epoch, skipped,
                       steps * config.num_models)
     self._check_finite(state, losses, epoch, ckpt)
-    finite = np.isfinite(losses)  # Skipped steps do not count.
+    # A step's loss and correct count are of the params it started from, kept
+    # as they were when --skip_nonfinite skips it; a non-finite loss is left out.
+    finite = np.isfinite(losses)
     with np.errstate(invalid='ignore'):
       model_loss = np.where(finite, losses, 0).sum(0) / finite.sum(0)
     model_accuracy = correct.sum(0) / (steps * config.batch_size)

@@ -1,7 +1,8 @@
 """Transfer learning: start from another run's checkpoint, freeze what is asked.
 
 --init_from=WORKDIR copies every layer whose shapes match from that run's latest
-checkpoint (params and BatchNorm statistics) and keeps the fresh initialisation
+checkpoint (the params and BatchNorm statistics it was evaluated with: their
+moving average if it trained with --ema_decay) and keeps the fresh initialisation
 for the rest, which is the head when the class count differs. --finetune says
 what trains afterwards:
 
@@ -41,7 +42,9 @@ def init_from(state, workdir: str, out_dir: str | None = None,
     raise CheckpointError(f'--init_from={workdir}: no {workdir_lib.CONFIG}; '
                           'is it a run directory?')
   source = workdir_lib.load_run(workdir)
-  src_params, src_stats = source.state.params, source.state.batch_stats
+  # The weights the source run was evaluated with (its average, with EMA).
+  src = source.state.inference_variables()
+  src_params, src_stats = src['params'], src['batch_stats']
   epoch = source.epoch
   params, stats = dict(state.params), dict(state.batch_stats)
   loaded, fresh = [], []
@@ -63,5 +66,9 @@ def init_from(state, workdir: str, out_dir: str | None = None,
         {'source': os.path.abspath(workdir), 'source_epoch': epoch,
          'loaded': loaded, 'reinitialized': fresh})
   sharding = jax.tree.leaves(state.params)[0].sharding
-  return state.replace(params=jax.device_put(params, sharding),
-                       batch_stats=jax.device_put(stats, sharding))
+  state = state.replace(params=jax.device_put(params, sharding),
+                        batch_stats=jax.device_put(stats, sharding))
+  if getattr(state, 'ema', None) is not None:  # --ema_decay: average from here.
+    state = state.replace(ema={'params': state.params,
+                               'batch_stats': state.batch_stats})
+  return state

@@ -69,8 +69,11 @@ def read_results(workdir: str) -> dict | None:
   path = os.path.join(workdir, RESULTS)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f'{path}: unreadable ({e})') from None
 
 
 def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:

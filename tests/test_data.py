@@ -100,7 +100,12 @@ def test_bad_magic_and_bad_dimensions_are_named(idx_folder):
   with pytest.raises(DataError, match=r'train-labels.*shape \(500,\)'):
     data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
   idx.write_idx(path, np.zeros((3, 3), np.uint8))
-  with pytest.raises(DataError, match=r'want images \(N, H, W\) and labels'):
+  with pytest.raises(DataError, match=r'want images \(N, 28, 28\) and labels'):
+    data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+  idx.write_idx(path, np.zeros(96, np.uint8))
+  images = idx_folder / 't10k-images-idx3-ubyte.gz'
+  idx.write_idx(images, np.zeros((40, 32, 32), np.uint8))
+  with pytest.raises(DataError, match=r't10k-images.*\(40, 32, 32\)'):
     data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
   idx.write_idx(path, np.zeros(7, np.uint8))
   with pytest.raises(DataError, match='7 labels for 96 images'):

@@ -116,6 +116,27 @@ def test_dropout_is_active_only_in_training():
   assert not np.allclose(a, c)
 
 
+@pytest.mark.parametrize('arch', ['seed', 'blocks'])
+@pytest.mark.parametrize('batchnorm, finetune, frozen_bn', [
+    ('conv', 'full', False), ('conv', 'head+last', True),
+    ('conv', 'linear', True), ('head', 'full', False),
+    ('head', 'head+last', False), ('head', 'linear', True)])
+def test_frozen_batchnorm_layers_normalise_with_their_statistics_in_training(
+    arch, batchnorm, finetune, frozen_bn):
+  """A linear probe trains the head on the features evaluation will see;
+  head+last trains the head's BN (bn_head) but not the convs' BNs."""
+  config = Config(arch=arch, batchnorm=batchnorm, dropout=0.0, width=0.25,
+                  depth=3, finetune=finetune)
+  model, variables = _init(config)
+  # Statistics unlike any batch's, so that the two kinds of BN differ.
+  variables = {**variables, 'batch_stats': jax.tree.map(
+      lambda v: v + 0.5, variables['batch_stats'])}
+  x = jax.random.uniform(jax.random.PRNGKey(3), (4, 28, 28, 1))
+  train, _ = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  evaluation = model.apply(variables, x, train=False)
+  assert np.allclose(train, evaluation, rtol=1e-5, atol=1e-6) == frozen_bn
+
+
 @pytest.mark.parametrize('depth, flat', [(1, 13 * 13 * 32), (3, 9 * 9 * 128),
                                          (6, 3 * 3 * 1024)])
 def test_depth_sets_the_number_of_convs(depth, flat):

@@ -13,6 +13,7 @@ from mnist_flax import train
 from mnist_flax import workdir
 from mnist_flax.config import Config
 from mnist_flax.config import semantic_diff
+from mnist_flax.errors import CheckpointError
 from mnist_flax.errors import ConfigError
 from mnist_flax.predict import Predictor
 
@@ -56,3 +57,12 @@ def test_copy_run_keeps_what_a_predictor_needs_and_nothing_else(
       Predictor.from_workdir(str(run)).predict_proba(images))
   with pytest.raises(ConfigError, match='exists'):
     workdir.copy_run(str(run), str(shipped))
+
+
+def test_a_corrupt_results_json_is_refused_with_its_path(tmp_path):
+  run = tmp_path / 'run'
+  run.mkdir()
+  (run / 'config.json').write_text((SHIPPED / 'config.json').read_text())
+  (run / 'results.json').write_text('{"final_test_accuracy": 0.9')
+  with pytest.raises(CheckpointError, match=r'results\.json: unreadable'):
+    Predictor.from_workdir(str(run))

@@ -139,7 +139,8 @@ def test_a_different_config_is_refused_unless_restart(tmp_path, idx_folder):
 
 @pytest.mark.slow
 def test_divergence_stops_with_epoch_and_step(tmp_path, idx_folder):
-  with pytest.raises(DivergenceError, match=r'at epoch 1, step \d+'):
+  with pytest.raises(DivergenceError,
+                     match=r'at epoch 1, step \d+; no checkpoint was written'):
     train.train_and_evaluate(
         tiny_config(idx_folder, epochs=2, learning_rate=1e6, batchnorm='none'),
         str(tmp_path / 'run'))

@@ -1,14 +1,16 @@
+import dataclasses
 import json
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 from mnist_flax import checkpointing
 from mnist_flax import models
 from mnist_flax import train
 from mnist_flax import transfer
+from mnist_flax import workdir
 from mnist_flax import state as state_lib
 from mnist_flax.errors import CheckpointError
 
@@ -71,6 +73,22 @@ def test_head_is_replaced_when_the_class_count_differs(source):
   assert len(results['per_class_accuracy']) == 5
   got = _state(workdir, config, 5)
   assert got.params['head']['kernel'].shape == (16, 5)
+
+
+def test_the_moving_average_starts_from_the_loaded_weights():
+  shipped = REPO / 'results' / 'models' / 'best-mnist'
+  config = dataclasses.replace(workdir.read_config(str(shipped)),
+                               ema_decay=0.999, init_from=str(shipped))
+  fresh = state_lib.create_train_state(
+      config, models.create_model(config, 10), jax.random.PRNGKey(0),
+      (28, 28, 1))
+  state = transfer.init_from(fresh, str(shipped))
+  source = workdir.load_run(str(shipped)).state.inference_variables()
+  for got in (state.params, state.ema['params']):
+    assert _equal(got, source['params'])
+  for got in (state.batch_stats, state.ema['batch_stats']):
+    assert _equal(got, source['batch_stats'])
+  assert not _equal(fresh.ema['params'], source['params'])
 
 
 def test_init_from_a_folder_without_a_run_is_refused(tmp_path):
