@@ -19,6 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from mnist_flax import distributed
 from mnist_flax.errors import CheckpointError
 
 # What `best` is chosen by: validation accuracy where the run holds out a
@@ -134,13 +135,17 @@ class Checkpointer:
     post-mortem, so that their epochs can be saved again."""
     if not epochs:
       return
-    aside = os.path.join(os.path.dirname(self.directory), 'corrupt_checkpoints')
-    os.makedirs(aside, exist_ok=True)
-    for epoch in epochs:
-      dest = os.path.join(aside, f'{epoch}-{time.strftime("%Y%m%d-%H%M%S")}')
-      os.rename(os.path.join(self.directory, str(epoch)), dest)
-      logging.warning('moved the unreadable checkpoint of epoch %d to %s',
-                      epoch, dest)
+    if distributed.is_primary():  # One process moves them, for all.
+      aside = os.path.join(os.path.dirname(self.directory),
+                           'corrupt_checkpoints')
+      os.makedirs(aside, exist_ok=True)
+      for epoch in epochs:
+        dest = os.path.join(aside,
+                            f'{epoch}-{time.strftime("%Y%m%d-%H%M%S")}')
+        os.rename(os.path.join(self.directory, str(epoch)), dest)
+        logging.warning('moved the unreadable checkpoint of epoch %d to %s',
+                        epoch, dest)
+    distributed.barrier('checkpoints_set_aside')
     self._manager.reload()
 
   def wait(self) -> None:
