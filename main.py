@@ -63,7 +63,10 @@ def use_compilation_cache(folder: str) -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    print(f'error: unexpected arguments: {" ".join(argv[1:])} (flags are '
+          '--name=value; `python main.py --helpfull` lists them)',
+          file=sys.stderr)
+    sys.exit(2)
   console.configure(verbose=_VERBOSE.value or flags.FLAGS.verbosity >= 1)
   if _KEEP_FREED_MEMORY.value:
     hostmem.keep_freed_memory()  # Before JAX starts its threads.
@@ -89,4 +92,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=flagging.parse_flags_or_exit)

@@ -40,10 +40,16 @@ def main():
   parser.add_argument('--json', action='store_true',
                       help='End with one line of JSON holding the figures.')
   args = parser.parse_args()
+  if args.seeds < 1:
+    parser.error(f'--seeds={args.seeds}: at least 1')
   times, accs = [], []
   for seed in range(args.seeds):
     workdir = os.path.join(args.root, f'seed{seed}')
-    shutil.rmtree(workdir, ignore_errors=True)
+    if os.path.exists(workdir) and not os.path.exists(
+        os.path.join(workdir, 'config.json')):
+      sys.exit(f'error: {workdir} exists and is not a run of this benchmark; '
+               'choose another --root')
+    shutil.rmtree(workdir, ignore_errors=True)  # A fresh run: no resume.
     os.makedirs(args.root, exist_ok=True)
     command = [sys.executable, os.path.join(REPO, 'main.py'),
                f'--preset={args.preset}', f'--seed={seed}',
@@ -55,8 +61,10 @@ def main():
     proc = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode:
-      last = proc.stderr.strip().splitlines()[-1:] or ['(no output)']
-      sys.exit(f'seed {seed} failed: {last[0]}')
+      lines = proc.stderr.strip().splitlines() or ['(no output)']
+      errors = [l for l in lines if l.startswith('error: ')]
+      sys.exit(f'error: seed {seed} failed: '
+               f'{(errors or lines)[-1].removeprefix("error: ")}')
     with open(os.path.join(workdir, 'results.json')) as f:
       accuracy = json.load(f)['final_test_accuracy']
     times.append(seconds)

@@ -174,6 +174,9 @@ def summarize(study: dict, root: str, overrides: dict,
   else:
     found = {label: seed_results(study, root, overrides, label)
              for label in study['variants']}
+    if not any(found.values()):
+      raise UserError(f'no finished runs of {study["name"]} under {root}: '
+                      f'nothing to tabulate ({out} is left as it is)')
   return summary.write(study, out, found,
                        {**study.get('base', {}), **overrides})
 

@@ -29,13 +29,18 @@ VALIDATION_METRIC = 'val_accuracy'
 TEST_METRIC = 'test_accuracy'
 
 
-def _not_the_missing_metrics_notice(record: std_logging.LogRecord) -> bool:
-  # orbax warns at every save without metrics once `best` is tracked; an epoch
-  # without an evaluation (--eval_every > 1) is expected, not a problem.
-  return 'did not provide metrics' not in record.getMessage()
+# orbax warns at every save without metrics once `best` is tracked (an epoch
+# without an evaluation, --eval_every > 1, is expected, not a problem), and
+# whenever a reader opens checkpoints read-only, as it asked to.
+_EXPECTED_NOTICES = ('did not provide metrics', 'read_only=True',
+                     'Given directory is read only')
 
 
-std_logging.getLogger('absl').addFilter(_not_the_missing_metrics_notice)
+def _not_an_expected_notice(record: std_logging.LogRecord) -> bool:
+  return not any(n in record.getMessage() for n in _EXPECTED_NOTICES)
+
+
+std_logging.getLogger('absl').addFilter(_not_an_expected_notice)
 
 
 def fingerprint(tree: Any) -> str:
@@ -54,7 +59,9 @@ class Checkpointer:
   """Saves and restores (epoch, TrainState, history) under workdir/checkpoints."""
 
   def __init__(self, workdir: str, keep: int = 3,
-               best_metric: str = TEST_METRIC):
+               best_metric: str = TEST_METRIC, read_only: bool = False):
+    """read_only: for readers of a run (predict, export, --init_from), which
+    create, clean up and move nothing in it."""
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
     self.best_metric = best_metric
     policy = checkpoint_managers.AnyPreservationPolicy([
@@ -66,10 +73,11 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            preservation_policy=policy, create=True,
+            preservation_policy=policy, create=not read_only,
+            read_only=read_only,
             # What best_step() ranks by (without it, it returns the latest).
             best_fn=lambda m: m[best_metric], best_mode='max',
-            cleanup_tmp_directories=True))
+            cleanup_tmp_directories=not read_only))
 
   def save(self, epoch: int, state: Any, history: list[dict]) -> None:
     self._manager.save(

@@ -21,6 +21,7 @@ from absl import flags
 from absl import logging
 
 from mnist_flax import export as export_lib
+from mnist_flax import flagging
 from mnist_flax.errors import UserError
 
 STATIC = pathlib.Path(__file__).resolve().parent / 'demo_static'
@@ -157,4 +158,4 @@ def main(argv) -> int:
 if __name__ == '__main__':
   _define_flags()
   app.run(lambda argv: sys.exit(main(argv)),
-          flags_parser=export_lib.parse_flags_or_exit)
+          flags_parser=flagging.parse_flags_or_exit)

@@ -44,6 +44,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 
+from mnist_flax import flagging
 from mnist_flax import steps
 from mnist_flax.errors import UserError
 from mnist_flax.predict import IMAGE_SHAPE  # The Predictor's input, [N, 28, 28].
@@ -285,15 +286,6 @@ def _define_flags() -> None:
                        'alone (default: the ensemble as one model).')
 
 
-def parse_flags_or_exit(argv):
-  """absl's parser, but a bad flag is one `error:` line and exit 2."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv) -> int:
   f = flags.FLAGS
   # Library chatter (orbax, XLA, TensorFlow) would bury the one result line.
@@ -326,4 +318,5 @@ def main(argv) -> int:
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags_or_exit)
+  app.run(lambda argv: sys.exit(main(argv)),
+          flags_parser=flagging.parse_flags_or_exit)

@@ -1,6 +1,7 @@
 """absl flags generated from the Config dataclass, so each option is declared once."""
 
 import dataclasses
+import sys
 
 from absl import flags
 
@@ -37,3 +38,13 @@ def config_from_flags(flag_values=flags.FLAGS) -> Config:
     return Config(**values).validate()
   except TypeError as e:
     raise ConfigError(str(e)) from None
+
+
+def parse_flags_or_exit(argv):
+  """absl's parser for app.run's flags_parser, but a bad flag is one `error:`
+  line and exit status 2 (absl prints a FATAL line and usage, and exits 1)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)

@@ -18,11 +18,13 @@ import warnings
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mnist_flax import data
+from mnist_flax import flagging
 from mnist_flax import steps
 from mnist_flax import workdir as workdir_lib
 from mnist_flax.errors import UserError
@@ -194,6 +196,8 @@ def _define_flags() -> None:
 
 
 def main(argv) -> int:
+  # Library chatter (orbax, XLA) would bury the result and error lines.
+  logging.set_verbosity(logging.WARNING)
   paths = argv[1:]
   workdir, checkpoint = flags.FLAGS.workdir, flags.FLAGS.checkpoint
   if not workdir or not paths:
@@ -223,4 +227,5 @@ def main(argv) -> int:
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(main(argv)),
+          flags_parser=flagging.parse_flags_or_exit)

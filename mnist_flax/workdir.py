@@ -83,7 +83,14 @@ def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f'--workdir={workdir} exists and is not a folder')
   config_path = os.path.join(workdir, CONFIG)
-  if os.path.exists(config_path):
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  orphans = (not os.path.exists(config_path) and os.path.isdir(checkpoints)
+             and os.listdir(checkpoints))
+  if orphans and not restart:
+    raise CheckpointError(
+        f'{workdir} holds checkpoints but no {CONFIG}, so whose they are is '
+        'unknown; use a new --workdir, or pass --restart to move them aside')
+  if os.path.exists(config_path) or orphans:
     try:
       diff = semantic_diff(read_config(workdir), config)
     except CheckpointError as e:
@@ -105,13 +112,14 @@ def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
                       f'({e.strerror}: {e.filename})') from None
 
 
-def checkpointer(workdir: str, config: Config) -> checkpointing.Checkpointer:
+def checkpointer(workdir: str, config: Config,
+                 read_only: bool = False) -> checkpointing.Checkpointer:
   """The run's checkpoints; `best` by validation accuracy where it has a
   validation split."""
   return checkpointing.Checkpointer(
       workdir, config.checkpoints_to_keep,
       checkpointing.VALIDATION_METRIC if config.validation_examples
-      else checkpointing.TEST_METRIC)
+      else checkpointing.TEST_METRIC, read_only=read_only)
 
 
 @dataclasses.dataclass
@@ -125,27 +133,41 @@ class Run:
 
 
 def load_run(workdir: str, checkpoint: str = 'latest') -> Run:
-  """Restores a run's latest (or 'best', or an epoch number's) checkpoint."""
+  """Restores a run's latest (or 'best', or an epoch number's) checkpoint.
+
+  A reader changes nothing in the run: an unreadable checkpoint is an error
+  naming the others, not a silent fallback (training's resume falls back and
+  sets it aside)."""
   config = read_config(workdir)
   results = read_results(workdir) or {}
   class_names = results.get('class_names',
                             [str(i) for i in range(config.num_classes)])
   model = models.create_model(config, len(class_names))
   target = state_lib.init_state(config, model, (*IMAGE_SHAPE, 1))
-  ckpt = checkpointer(workdir, config)
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    raise CheckpointError(f'{workdir}: no checkpoint yet')
+  ckpt = checkpointer(workdir, config, read_only=True)
   try:
+    epochs = ckpt.epochs()
     if checkpoint == 'latest':
-      restored = ckpt.restore_latest(target)
-      if restored is None:
+      if not epochs:
         raise CheckpointError(f'{workdir}: no checkpoint yet')
-      epoch, state, _ = restored
+      epoch = epochs[-1]
     else:
       epoch = ckpt.best_epoch() if checkpoint == 'best' else (
           int(checkpoint) if checkpoint.isdigit() else None)
-      if epoch not in ckpt.epochs():
+      if epoch not in epochs:
         raise CheckpointError(f'{workdir}: no checkpoint {checkpoint!r} '
-                              f'(have epochs {ckpt.epochs()})')
+                              f'(have epochs {epochs})')
+    try:
       state, _ = ckpt.restore(epoch, target)
+    except Exception as e:  # pylint: disable=broad-except
+      others = [n for n in epochs if n != epoch]
+      raise CheckpointError(
+          f'{workdir}: the checkpoint of epoch {epoch} is unreadable '
+          f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
+          + (f'; the run also has epochs {others} (--checkpoint=N)'
+             if others else '')) from None
   finally:
     ckpt.close()
   return Run(config, model, state, epoch, tuple(class_names))

@@ -133,6 +133,21 @@ def test_a_bad_flag_gets_one_error_line_and_exit_2(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.parametrize('argv, message', [
+    (['--learning_rate=abc'], "flag --learning_rate=abc: could not convert"),
+    (['--nosuchflag'], "Unknown command line flag 'nosuchflag'"),
+    (['extra'], 'unexpected arguments: extra'),
+])
+def test_flags_absl_cannot_parse_get_one_error_line_and_exit_2(
+    tmp_path, argv, message):
+  proc = run_main(f'--workdir={tmp_path / "run"}', *argv)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      line for line in proc.stderr.strip().splitlines() if message in line]
+  assert proc.stderr.strip().startswith('error: ')
+  assert not (tmp_path / 'run').exists()
+
+
 def test_a_workdir_blocked_by_a_file_is_refused_and_the_file_kept(tmp_path):
   (tmp_path / 'runs').write_text('notes')
   with pytest.raises(ConfigError, match='cannot create it'):

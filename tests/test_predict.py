@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ from conftest import REPO, synthetic_digits, tiny_config, write_idx_folder
 from mnist_flax import data
 from mnist_flax import predict
 from mnist_flax import train
+from mnist_flax.errors import CheckpointError
 
 
 @pytest.fixture(scope='module')
@@ -104,3 +106,22 @@ def test_cli_classifies_good_files_and_names_each_bad_one(trained, tmp_path):
   assert 'Traceback' not in proc.stderr
   assert 'decompression bomb' in errors[2] or 'pixels is over' in errors[2]
   assert 'blank' in errors[3] or 'no digit' in errors[3]
+
+
+def test_a_reader_names_an_unreadable_checkpoint_and_changes_nothing(
+    trained, tmp_path):
+  workdir, _ = trained
+  run = tmp_path / 'run'
+  shutil.copytree(workdir, run)
+  latest = max((run / 'checkpoints').iterdir(),
+               key=lambda p: int(p.name) if p.name.isdigit() else -1)
+  biggest = max((p for p in latest.rglob('*') if p.is_file()),
+                key=lambda p: p.stat().st_size)
+  biggest.write_bytes(biggest.read_bytes()[:100])
+  before = sorted(str(p.relative_to(run)) for p in run.rglob('*'))
+  with pytest.raises(CheckpointError, match=(
+      rf'checkpoint of epoch {latest.name} is unreadable .*--checkpoint=N')):
+    predict.Predictor.from_workdir(str(run))
+  assert sorted(str(p.relative_to(run)) for p in run.rglob('*')) == before
+  older = predict.Predictor.from_workdir(str(run), checkpoint='2')
+  assert older.predict(np.zeros((1, 28, 28), np.uint8)).shape == (1,)

@@ -28,6 +28,19 @@ def _runner(*args):
                         env=env, cwd=REPO, timeout=600)
 
 
+def test_summary_only_without_finished_runs_keeps_the_tables(tmp_path):
+  study = tmp_path / 'tiny.py'
+  study.write_text(STUDY)
+  out = tmp_path / 'runs' / 'tiny'
+  out.mkdir(parents=True)
+  (out / 'summary.md').write_text('the committed table')
+  result = _runner(study, f'--root={tmp_path / "runs"}', '--summary_only')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      'error: no finished runs of tiny')
+  assert (out / 'summary.md').read_text() == 'the committed table'
+
+
 @pytest.mark.slow
 def test_runner_runs_skips_and_tabulates_a_tiny_grid(tmp_path, idx_folder):
   study = tmp_path / 'tiny.py'

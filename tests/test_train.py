@@ -123,6 +123,17 @@ def test_rerunning_a_finished_run_trains_nothing_more(tmp_path, idx_folder):
   assert again['epochs'] == 1
 
 
+def test_checkpoints_without_a_config_are_refused_unless_restart(tmp_path):
+  run = tmp_path / 'run'
+  (run / 'checkpoints' / '2').mkdir(parents=True)
+  with pytest.raises(CheckpointError, match='holds checkpoints but no config'):
+    workdir.prepare_workdir(Config(), str(run), restart=False)
+  assert not (run / 'config.json').exists()
+  workdir.prepare_workdir(Config(), str(run), restart=True)
+  assert list(tmp_path.glob('run.old-*/checkpoints/2'))  # Moved, not lost.
+  assert (run / 'config.json').exists()
+
+
 @pytest.mark.slow
 def test_a_different_config_is_refused_unless_restart(tmp_path, idx_folder):
   workdir = str(tmp_path / 'run')
