@@ -68,6 +68,8 @@ def train_and_evaluate(config: Config, workdir: str,
                sum(x.size for x in jax.tree.leaves(state.params)),
                config.num_models, mesh.devices.size,
                config.batch_size // mesh.devices.size)
+  if primary:
+    workdir_lib.write_config(config, workdir)
 
   ckpt = workdir_lib.checkpointer(workdir, config)
   writer = report.MetricsWriter(workdir, config.tensorboard) if primary else None

@@ -8,7 +8,7 @@
     WORKDIR/*.png, events.*      plots and TensorBoard files (see report.py)
 
 `prepare_workdir` creates it (and its parents) and refuses a workdir that holds
-a run of another config; `read_config` and `load_run` read one back, for
+a run of another config, `write_config` writes config.json; `read_config` and `load_run` read one back, for
 predict, transfer and the experiments alike; `copy_run` copies what a
 Predictor needs (config, results, one checkpoint) to ship a trained model.
 """
@@ -77,8 +77,8 @@ def read_results(workdir: str) -> dict | None:
 
 
 def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
-  """Creates workdir (with its parents) and config.json; refuses a workdir
-  that holds a run of another config unless `restart` moves it aside."""
+  """Creates workdir (with its parents); refuses a workdir that holds a run
+  of another config unless `restart` moves it aside."""
   workdir = os.path.abspath(workdir)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f'--workdir={workdir} exists and is not a folder')
@@ -106,9 +106,19 @@ def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
       logging.warning('--restart: moved the previous run to %s', aside)
   try:
     os.makedirs(workdir, exist_ok=True)
-    write_atomic(config_path, config.to_json() + '\n')
   except OSError as e:
     raise ConfigError(f'--workdir={workdir}: cannot create it '
+                      f'({e.strerror}: {e.filename})') from None
+
+
+def write_config(config: Config, workdir: str) -> None:
+  """config.json, once the data and model are known to work, so that a run
+  refused for its data or flags leaves no config that refuses its rerun."""
+  path = os.path.join(os.path.abspath(workdir), CONFIG)
+  try:
+    write_atomic(path, config.to_json() + '\n')
+  except OSError as e:
+    raise ConfigError(f'--workdir={workdir}: cannot write {CONFIG} '
                       f'({e.strerror}: {e.filename})') from None
 
 

@@ -18,6 +18,7 @@ from mnist_flax import train
 from mnist_flax import workdir
 from mnist_flax.config import Config
 from mnist_flax.errors import CheckpointError
+from mnist_flax.errors import ConfigError
 from mnist_flax.errors import DivergenceError
 
 
@@ -123,6 +124,16 @@ def test_rerunning_a_finished_run_trains_nothing_more(tmp_path, idx_folder):
   assert again['epochs'] == 1
 
 
+def test_a_run_refused_for_its_flags_leaves_no_config_to_refuse_the_rerun(
+    tmp_path, idx_folder):
+  run = tmp_path / 'run'
+  with pytest.raises(ConfigError, match='exceeds the 96 training examples'):
+    train.train_and_evaluate(tiny_config(idx_folder, batch_size=128), str(run))
+  assert not (run / 'config.json').exists()
+  train.train_and_evaluate(tiny_config(idx_folder, epochs=1), str(run))
+  assert (run / 'results.json').exists()
+
+
 def test_checkpoints_without_a_config_are_refused_unless_restart(tmp_path):
   run = tmp_path / 'run'
   (run / 'checkpoints' / '2').mkdir(parents=True)
@@ -131,7 +142,7 @@ def test_checkpoints_without_a_config_are_refused_unless_restart(tmp_path):
   assert not (run / 'config.json').exists()
   workdir.prepare_workdir(Config(), str(run), restart=True)
   assert list(tmp_path.glob('run.old-*/checkpoints/2'))  # Moved, not lost.
-  assert (run / 'config.json').exists()
+  assert run.is_dir() and not list(run.iterdir())
 
 
 @pytest.mark.slow
