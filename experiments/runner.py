@@ -54,10 +54,14 @@ import summary  # experiments/summary.py, beside this file.
 
 
 def load_study(path: str) -> dict:
+  if not (path.endswith('.py') and os.path.isfile(path)):
+    raise SystemExit(f'error: {path}: not a study file (a .py file with STUDY)')
   spec = importlib.util.spec_from_file_location('study', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  study = module.STUDY
+  study = getattr(module, 'STUDY', None)
+  if not isinstance(study, dict):
+    raise SystemExit(f'error: {path}: defines no STUDY dict')
   missing = {'name', 'variants', 'seeds'} - set(study)
   if missing:
     raise SystemExit(f'error: {path}: STUDY lacks {", ".join(sorted(missing))}')
@@ -73,8 +77,15 @@ def _coerce(name: str, value: str):
   if field is None:
     raise SystemExit(f'error: --set {name}=...: no such flag')
   if field.type is bool:
+    if value.lower() not in ('1', 'true', 'yes', '0', 'false', 'no'):
+      raise SystemExit(f'error: --set {name}={value}: want true or false')
     return value.lower() in ('1', 'true', 'yes')
-  return field.type(value)
+  try:
+    return field.type(value)
+  except ValueError:
+    raise SystemExit(f'error: --set {name}={value}: want '
+                     f'{"an integer" if field.type is int else "a number"}'
+                     ) from None
 
 
 def pretrain_dir(study: dict, root: str, name: str) -> str:

@@ -28,8 +28,8 @@ def overlap(workdirs: list[str]) -> dict:
                     '--validation_examples: it has no validation split')
   for w in workdirs[1:]:
     other = workdir.read_config(w)
-    if (other.validation_examples, other.dataset) != (
-        config.validation_examples, config.dataset):
+    if (other.validation_examples, other.dataset, other.classes) != (
+        config.validation_examples, config.dataset, config.classes):
       raise UserError(f'{w} holds out a different validation split than '
                       f'{workdirs[0]}')
   ds = data.load(config)

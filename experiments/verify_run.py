@@ -20,8 +20,10 @@ from absl import logging
 import numpy as np
 
 from mnist_flax import data
+from mnist_flax import flagging
 from mnist_flax import report
 from mnist_flax import workdir
+from mnist_flax.errors import UserError
 from mnist_flax.predict import Predictor
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Finished run.', required=True)
@@ -59,14 +61,25 @@ def _seed_table(config, results, recomputed) -> None:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Keep the table readable.
-  config = workdir.read_config(_WORKDIR.value)
+  try:
+    verify(_WORKDIR.value)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
+
+
+def verify(run: str) -> None:
+  """Prints the checks; exits 1 where the Predictor disagrees."""
+  config = workdir.read_config(run)
+  results = workdir.read_results(run)
+  if results is None:
+    raise UserError(f'{run}: no results.json; the run has not finished')
   config = dataclasses.replace(
       config, manual_dir=_MANUAL_DIR.value or config.manual_dir,
       data_dir=_DATA_DIR.value or config.data_dir)
   ds = data.load(config)
   images, labels = ds.test_images[..., 0], ds.test_labels
-  results = workdir.read_results(_WORKDIR.value)
-  predictor = Predictor.from_workdir(_WORKDIR.value)
+  predictor = Predictor.from_workdir(run)
   accuracy = _accuracy(predictor, images, labels)
   print(f'Predictor accuracy on {len(labels)} test images: {accuracy:.4%}; '
         f'results.json final_test_accuracy: '
@@ -84,4 +97,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=flagging.parse_flags_or_exit)

@@ -175,9 +175,9 @@ def parse(spec: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
     except ValueError:
       raise ConfigError(f'--augment: {part!r} has a non-numeric parameter'
                         ) from None
-    if len(args) > _ARITY[name] or any(a < 0 for a in args):
+    if len(args) > _ARITY[name] or not all(0 <= a < math.inf for a in args):
       raise ConfigError(f'--augment: {part!r} takes at most {_ARITY[name]} '
-                        'non-negative parameters')
+                        'non-negative finite parameters')
     ops.append((name, args))
   return tuple(ops)
 

@@ -7,6 +7,7 @@ config.json in a workdir is `dataclasses.asdict(config)`.
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 from mnist_flax.errors import ConfigError
@@ -195,6 +196,9 @@ class Config:
           f'--blocks={self.blocks!r} is not valid: write positive conv '
           'widths, a comma between convs and | between blocks, e.g. '
           '64,64|128,128|256')
+    if len(widths) > 5:  # A 2x2 pool between blocks: 28, 14, 7, 3, 1.
+      raise ConfigError(f'--blocks={self.blocks!r} has {len(widths)} blocks; '
+                        'at most 5 fit a 28x28 image')
     return widths
 
   def validate(self) -> 'Config':
@@ -202,6 +206,14 @@ class Config:
     for f in dataclasses.fields(self):
       choices = f.metadata.get('choices')
       value = getattr(self, f.name)
+      if not isinstance(value, f.type) or (
+          f.type is int and isinstance(value, bool)):
+        if not (f.type is float and type(value) is int):  # pylint: disable=unidiomatic-typecheck
+          kind = {int: 'an integer', float: 'a number', str: 'a string',
+                  bool: 'true or false'}[f.type]
+          raise ConfigError(f'--{f.name}={value!r} must be {kind}')
+      if f.type is float and not math.isfinite(value):
+        raise ConfigError(f'--{f.name}={value!r} must be a finite number')
       if choices and value not in choices:
         raise ConfigError(
             f'--{f.name}={value!r} is not valid; choose one of: '
@@ -293,9 +305,10 @@ class Config:
           f'--learning_rates={self.learning_rates!r} needs one rate per model: '
           f'{len(rates)} rates for --num_models={self.num_models} (use '
           '--learning_rate for a single model)')
-    if min(rates) <= 0:
+    if not all(math.isfinite(r) and r > 0 for r in rates):
       raise ConfigError(
-          f'--learning_rates={self.learning_rates!r}: rates must be positive')
+          f'--learning_rates={self.learning_rates!r}: rates must be positive '
+          'and finite')
     return rates
 
   @property
@@ -315,6 +328,8 @@ class Config:
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> 'Config':
+    if not isinstance(d, dict):
+      raise ConfigError('not a JSON object of flag names and values')
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:

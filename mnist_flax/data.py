@@ -323,6 +323,8 @@ def load_idx_folder(folder: str) -> Dataset:
       raise DataError(
           f'{os.path.join(folder, images_file)}: want images (N, 28, 28) and '
           f'labels (N,), got {images.shape} and {labels.shape}')
+    if not len(images):
+      raise DataError(f'{os.path.join(folder, images_file)}: no images')
     if len(images) != len(labels):
       raise DataError(
           f'{os.path.join(folder, labels_file)}: {len(labels)} labels for '

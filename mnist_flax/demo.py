@@ -122,7 +122,8 @@ def _define_flags() -> None:
                       '(with its .json beside it), instead of --workdir.')
   flags.DEFINE_string('checkpoint', 'latest',
                       "With --workdir: 'latest', 'best' or an epoch number.")
-  flags.DEFINE_integer('port', 8000, 'Port on 127.0.0.1; 0 picks a free one.')
+  flags.DEFINE_integer('port', 8000, 'Port on 127.0.0.1; 0 picks a free one.',
+                       lower_bound=0, upper_bound=65535)
 
 
 def main(argv) -> int:

@@ -234,6 +234,7 @@ def export(workdir: str, fmt: str, out: str | None = None,
     raise ExportError(f'--quantize={quantize} works with --format=litert only')
   out = out or default_out(workdir, fmt, checkpoint, quantize, member)
   _check_replaceable(out)
+  _check_writable(out)  # Before the seconds that exporting takes.
   predictor = predictor or Predictor.from_workdir(workdir, checkpoint)
   if member is not None:
     predictor = predictor.member(member)
@@ -265,11 +266,25 @@ def export(workdir: str, fmt: str, out: str | None = None,
     data = to_onnx(fn, meta)
   meta['bytes'] = len(data)
   meta['sha256'] = hashlib.sha256(data).hexdigest()
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  _write_atomic(out, data)
-  _write_atomic(metadata_path(out),
-                (json.dumps(meta, indent=2) + '\n').encode())
+  try:
+    _write_atomic(out, data)
+    _write_atomic(metadata_path(out),
+                  (json.dumps(meta, indent=2) + '\n').encode())
+  except OSError as e:
+    raise ExportError(f'--out={out}: cannot write it ({e.strerror}: '
+                      f'{e.filename})') from None
   return meta
+
+
+def _check_writable(out: str) -> None:
+  folder = os.path.dirname(os.path.abspath(out))
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise ExportError(f'--out={out}: cannot create {folder} ({e.strerror})'
+                      ) from None
+  if not os.access(folder, os.W_OK):
+    raise ExportError(f'--out={out}: {folder} is not writable')
 
 
 def _define_flags() -> None:

@@ -56,7 +56,7 @@ def read_config(workdir: str) -> Config:
   path = os.path.join(workdir, CONFIG)
   try:
     with open(path) as f:
-      return Config.from_dict(json.load(f))
+      return Config.from_dict(json.load(f)).validate()
   except FileNotFoundError:
     raise CheckpointError(f'{path}: not found; is {workdir} a run '
                           'directory?') from None
@@ -71,9 +71,13 @@ def read_results(workdir: str) -> dict | None:
     return None
   try:
     with open(path) as f:
-      return json.load(f)
+      results = json.load(f)
   except (OSError, ValueError) as e:
     raise CheckpointError(f'{path}: unreadable ({e})') from None
+  names = results.get('class_names', []) if isinstance(results, dict) else None
+  if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+    raise CheckpointError(f'{path}: unreadable (not the results of a run)')
+  return results
 
 
 def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
@@ -102,6 +106,10 @@ def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
           '--workdir, or pass --restart to move the old run aside')
     if diff:
       aside = f'{workdir}.old-{time.strftime("%Y%m%d-%H%M%S")}'
+      n = 1
+      while os.path.exists(aside):  # Two restarts within a second.
+        n += 1
+        aside = f'{workdir}.old-{time.strftime("%Y%m%d-%H%M%S")}-{n}'
       os.rename(workdir, aside)
       logging.warning('--restart: moved the previous run to %s', aside)
   try:

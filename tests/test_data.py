@@ -107,6 +107,9 @@ def test_bad_magic_and_bad_dimensions_are_named(idx_folder):
   idx.write_idx(images, np.zeros((40, 32, 32), np.uint8))
   with pytest.raises(DataError, match=r't10k-images.*\(40, 32, 32\)'):
     data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
+  idx.write_idx(images, np.zeros((0, 28, 28), np.uint8))
+  with pytest.raises(DataError, match=r't10k-images-idx3-ubyte.gz: no images'):
+    data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))
   idx.write_idx(path, np.zeros(7, np.uint8))
   with pytest.raises(DataError, match='7 labels for 96 images'):
     data.load(Config(manual_dir=str(idx_folder), verify_checksums=False))

@@ -117,6 +117,10 @@ def _parse(*argv):
     ('--conv_impl=fft', "--conv_impl='fft' is not valid"),
     ('--eval_every=0', '--eval_every must be a positive integer'),
     ('--blocks=64,,64', "--blocks='64,,64' is not valid"),
+    ('--blocks=8|8|8|8|8|8', 'has 6 blocks; at most 5 fit a 28x28 image'),
+    ('--width=nan', '--width=nan must be a finite number'),
+    ('--learning_rate=inf', '--learning_rate=inf must be a finite number'),
+    ('--augment=shift(nan)', 'non-negative finite parameters'),
 ])
 def test_bad_flags_are_refused_naming_the_flag(flag, message):
   with pytest.raises(ConfigError) as e:

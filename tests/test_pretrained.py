@@ -59,10 +59,29 @@ def test_copy_run_keeps_what_a_predictor_needs_and_nothing_else(
     workdir.copy_run(str(run), str(shipped))
 
 
-def test_a_corrupt_results_json_is_refused_with_its_path(tmp_path):
+@pytest.mark.parametrize('results', [
+    '{"final_test_accuracy": 0.9', '[1]', '{"class_names": 5}'])
+def test_a_corrupt_results_json_is_refused_with_its_path(tmp_path, results):
   run = tmp_path / 'run'
   run.mkdir()
   (run / 'config.json').write_text((SHIPPED / 'config.json').read_text())
-  (run / 'results.json').write_text('{"final_test_accuracy": 0.9')
+  (run / 'results.json').write_text(results)
   with pytest.raises(CheckpointError, match=r'results\.json: unreadable'):
+    Predictor.from_workdir(str(run))
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'arch': 'nosuch'}, "--arch='nosuch' is not valid"),
+    ({'depth': 'four'}, "--depth='four' must be an integer"),
+])
+def test_a_config_json_with_bad_values_is_refused_naming_them(
+    tmp_path, change, message):
+  run = tmp_path / 'run'
+  run.mkdir()
+  config = json.loads((SHIPPED / 'config.json').read_text())
+  (run / 'config.json').write_text(json.dumps({**config, **change}))
+  with pytest.raises(CheckpointError, match=rf'config\.json: unreadable .*{message}'):
+    Predictor.from_workdir(str(run))
+  (run / 'config.json').write_text('[1, 2]')
+  with pytest.raises(CheckpointError, match='not a JSON object'):
     Predictor.from_workdir(str(run))
