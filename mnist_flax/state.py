@@ -19,10 +19,9 @@ import numpy as np
 import optax
 
 from mnist_flax.config import Config
+from mnist_flax.models import layer_group
 
 BASE_BATCH_SIZE = 16  # The study's batch; --scale_lr_with_batch scales from it.
-HEAD = 'head'  # The classifier layer's name in every model.
-LAST_BLOCK = ('dense1', 'bn_head')  # What --finetune=head+last also trains.
 
 
 class TrainState(train_state.TrainState):
@@ -54,18 +53,6 @@ def update_ema(state: EmaTrainState, decay: float) -> EmaTrainState:
   rate = 1.0 - jnp.minimum(decay, (1.0 + step) / (10.0 + step))
   current = {'params': state.params, 'batch_stats': state.batch_stats}
   return state.replace(ema=optax.incremental_update(current, state.ema, rate))
-
-
-def layer_group(finetune: str, name: str) -> str:
-  """How --finetune trains the top-level layer `name`: 'head', 'trunk' or
-  'frozen'."""
-  if name == HEAD:
-    return 'head'
-  if finetune == 'full':
-    return 'trunk'
-  if finetune == 'head+last' and name in LAST_BLOCK:
-    return 'trunk'
-  return 'frozen'
 
 
 def trainable_layers(config: Config, layers) -> dict[str, str]:

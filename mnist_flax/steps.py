@@ -116,7 +116,7 @@ class StepOptions(NamedTuple):
                compiler_options(config.dtype))
 
 
-# XLA:CPU runs the bf16 x bf16 -> f32 dots of models.bf16_matmul on YNNPACK's
+# XLA:CPU runs the bf16 x bf16 -> f32 dots of layers.bf16_matmul on YNNPACK's
 # AVX512-BF16 and AMX kernels; handing YNNPACK the elementwise ops as well
 # saves the bf16 <-> f32 round trips between its dots and XLA's own loops.
 # Measured faster for bfloat16 steps only (slower in float32): BENCHMARKS.md,

@@ -82,7 +82,7 @@ def train_and_evaluate(config: Config, workdir: str,
   else:
     start_epoch, history = 0, []
     if config.init_from:
-      skip = (state_lib.HEAD,) if config.reinit_head else ()
+      skip = (models.HEAD,) if config.reinit_head else ()
       state = transfer.init_from(state, config.init_from,
                                  workdir if primary else None, skip)
 

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import synthetic_digits
 from mnist_flax import distributed
+from mnist_flax import layers
 from mnist_flax import models
 from mnist_flax import state as state_lib
 from mnist_flax import steps
@@ -31,7 +32,7 @@ def test_bf16_matmul_is_the_float32_product_of_its_bfloat16_operands(m, k, n):
   x = jax.random.normal(keys[0], (m, k)).astype(jnp.bfloat16)
   w = jax.random.normal(keys[1], (k, n)).astype(jnp.bfloat16)
   g = jax.random.normal(keys[2], (m, n))
-  y, vjp = jax.vjp(models.bf16_matmul, x, w)
+  y, vjp = jax.vjp(layers.bf16_matmul, x, w)
   dx, dw = vjp(g)
   x32, w32 = x.astype(jnp.float32), w.astype(jnp.float32)
   g32 = g.astype(jnp.bfloat16).astype(jnp.float32)
@@ -60,7 +61,7 @@ def test_bf16_matmul_and_its_gradients_stay_bfloat16_dots_on_cpu(m, k, n):
   w = jnp.zeros((k, n), jnp.bfloat16)
 
   def loss(x, w):
-    return jnp.sum(models.bf16_matmul(x, w) ** 2)
+    return jnp.sum(layers.bf16_matmul(x, w) ** 2)
 
   hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w).compile().as_text()
   dots = [line for line in hlo.splitlines() if ' dot(' in line]

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mnist_flax import layers
 from mnist_flax import models
 from mnist_flax.config import Config
 
@@ -192,7 +193,7 @@ def test_im2col_convs_compute_what_lax_convs_compute(overrides):
 def test_max_pool_2x2_matches_nn_max_pool():
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 13, 12, 3))
-  np.testing.assert_array_equal(models.max_pool_2x2(x),
+  np.testing.assert_array_equal(layers.max_pool_2x2(x),
                                 nn.max_pool(x, (2, 2), strides=(2, 2)))
 
 
