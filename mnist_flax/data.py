@@ -358,6 +358,11 @@ def select_classes(ds: Dataset, classes: tuple[int, ...] | None) -> Dataset:
     keep = lut[labels] >= 0
     return images[keep], lut[labels[keep]]
 
-  return Dataset(*subset(ds.train_images, ds.train_labels),
-                 *subset(ds.test_images, ds.test_labels),
+  train, test = (subset(ds.train_images, ds.train_labels),
+                 subset(ds.test_images, ds.test_labels))
+  missing = sorted(set(range(len(classes))) - set(np.unique(train[1])))
+  if missing:
+    raise DataError('--classes: the training split has no examples of label '
+                    + ', '.join(str(classes[m]) for m in missing))
+  return Dataset(*train, *test,
                  class_names=tuple(ds.class_names[c] for c in classes))

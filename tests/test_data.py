@@ -54,6 +54,18 @@ def test_class_subset_is_relabelled_in_the_given_order(idx_folder):
       sub.test_labels, np.where(full.test_labels[keep] == 7, 0, 1))
 
 
+def test_classes_absent_from_the_training_split_are_named(tmp_path):
+  images, labels = synthetic_digits(64, 0)
+  labels = np.where(labels == 3, 4, labels)  # No 3 left.
+  folder = tmp_path / 'idx'
+  write_idx_folder(folder)
+  idx.write_idx(folder / 'train-images-idx3-ubyte.gz', images)
+  idx.write_idx(folder / 'train-labels-idx1-ubyte.gz', labels)
+  with pytest.raises(DataError, match='no examples of label 3$'):
+    data.load(Config(manual_dir=str(folder), verify_checksums=False,
+                     classes='3,4'))
+
+
 @pytest.mark.parametrize('classes', ['1', '1,1', 'a,b', '3,12'])
 def test_bad_class_lists_are_refused(classes):
   with pytest.raises(ConfigError, match='--classes'):
