@@ -8,9 +8,10 @@
     WORKDIR/*.png, events.*      plots and TensorBoard files (see report.py)
 
 `prepare_workdir` creates it (and its parents) and refuses a workdir that holds
-a run of another config, `write_config` writes config.json; `read_config` and `load_run` read one back, for
-predict, transfer and the experiments alike; `copy_run` copies what a
-Predictor needs (config, results, one checkpoint) to ship a trained model.
+a run of another config, `write_config` writes config.json; `read_config` and
+`load_run` read one back, for predict, transfer and the experiments alike;
+`copy_run` copies what a Predictor needs (config, results, one checkpoint) to
+ship a trained model.
 """
 
 import dataclasses
@@ -89,7 +90,7 @@ def prepare_workdir(config: Config, workdir: str, restart: bool) -> None:
   config_path = os.path.join(workdir, CONFIG)
   checkpoints = os.path.join(workdir, 'checkpoints')
   orphans = (not os.path.exists(config_path) and os.path.isdir(checkpoints)
-             and os.listdir(checkpoints))
+             and bool(os.listdir(checkpoints)))
   if orphans and not restart:
     raise CheckpointError(
         f'{workdir} holds checkpoints but no {CONFIG}, so whose they are is '
