@@ -16,7 +16,8 @@ search_elastic's 'elastic' runs; their rows come from that study's runs.csv.
 
 Decided before the runs: dropout 0.4 is adopted if the mean validation
 accuracy is higher, it is lower on neither seed, and the noisy robustness set
-stays at or above 90%.
+stays at or above 90%. It scored 99.68% and 99.64% against the preset's
+99.72% and 99.74%, so the preset keeps 0.2 (BENCHMARKS.md has the table).
 """
 
 import search_elastic  # pylint: disable=g-bad-import-order
