@@ -110,6 +110,8 @@ def _to_grayscale(img) -> np.ndarray:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   if img.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):
     a = np.asarray(img, np.float32)
+    if not np.isfinite(a).all():
+      raise ImageError('pixels that are not finite numbers (NaN or Inf)')
     lo, hi = float(a.min()), float(a.max())
     return (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
   if img.mode in ('RGBA', 'LA', 'PA') or (

@@ -125,3 +125,11 @@ def test_a_reader_names_an_unreadable_checkpoint_and_changes_nothing(
   assert sorted(str(p.relative_to(run)) for p in run.rglob('*')) == before
   older = predict.Predictor.from_workdir(str(run), checkpoint='2')
   assert older.predict(np.zeros((1, 28, 28), np.uint8)).shape == (1,)
+
+
+def test_a_float_image_with_infinite_pixels_is_refused(tmp_path):
+  pixels = np.zeros((40, 40), np.float32)
+  pixels[10:30, 18:22] = np.inf
+  Image.fromarray(pixels, mode='F').save(tmp_path / 'inf.tif')
+  with pytest.raises(predict.ImageError, match='not finite'):
+    predict.load_image(str(tmp_path / 'inf.tif'))
