@@ -80,15 +80,22 @@ def main(argv):
   except UserError as e:
     logging.flush()
     print(f'error: {e}', file=sys.stderr)
-    sys.exit(e.exit_code)
+    _exit(e.exit_code)
+  _exit(0)
+
+
+def _exit(code: int) -> None:
+  """Every file is written and closed (checkpoints waited for): a single
+  process skips the interpreter's teardown of XLA and the libraries (about
+  half a second, and where orbax's threads could print after the error
+  line)."""
   import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_count() == 1:
-    # Every file is written and closed (checkpoints waited for); skip the
-    # interpreter's teardown of XLA and the libraries, about half a second.
-    logging.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # pylint: disable=protected-access
+  if jax.process_count() > 1:
+    sys.exit(code)
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)  # pylint: disable=protected-access
 
 
 if __name__ == '__main__':

@@ -73,25 +73,25 @@ def train_and_evaluate(config: Config, workdir: str,
 
   ckpt = workdir_lib.checkpointer(workdir, config)
   writer = report.MetricsWriter(workdir, config.tensorboard) if primary else None
-  restored = ckpt.restore_latest(state)
-  if restored:
-    start_epoch, state, history = restored
-    if writer:
-      writer.write_history(history)
-    logging.info('resumed from the checkpoint of epoch %d', start_epoch)
-  else:
-    start_epoch, history = 0, []
-    if config.init_from:
-      skip = (models.HEAD,) if config.reinit_head else ()
-      state = transfer.init_from(state, config.init_from,
-                                 workdir if primary else None, skip)
+  try:  # The checkpointer is closed however the run ends.
+    restored = ckpt.restore_latest(state)
+    if restored:
+      start_epoch, state, history = restored
+      if writer:
+        writer.write_history(history)
+      logging.info('resumed from the checkpoint of epoch %d', start_epoch)
+    else:
+      start_epoch, history = 0, []
+      if config.init_from:
+        skip = (models.HEAD,) if config.reinit_head else ()
+        state = transfer.init_from(state, config.init_from,
+                                   workdir if primary else None, skip)
 
-  run = _Epochs(config, mesh, ds)
-  if primary and augment.parse(config.augment):
-    report.save_augment_preview(
-        config.augment, ds.train_images, ds.train_labels, ds.class_names,
-        os.path.join(workdir, 'augment_preview.png'))
-  try:
+    run = _Epochs(config, mesh, ds)
+    if primary and augment.parse(config.augment):
+      report.save_augment_preview(
+          config.augment, ds.train_images, ds.train_labels, ds.class_names,
+          os.path.join(workdir, 'augment_preview.png'))
     result = None
     for epoch in range(start_epoch + 1, config.epochs + 1):
       state, row, result = run.epoch(state, epoch, ckpt)
