@@ -179,6 +179,9 @@ def read_metadata(out: str) -> dict:
     raise ExportError(f'{metadata_path(out)}: unreadable ({e})') from None
   if not isinstance(meta, dict) or meta.get('exporter') != EXPORTER:
     raise ExportError(f'{metadata_path(out)}: not written by {EXPORTER}')
+  if meta.get('format') not in FORMATS or not isinstance(
+      meta.get('class_names'), list):
+    raise ExportError(f'{metadata_path(out)}: lacks its format or class names')
   return meta
 
 

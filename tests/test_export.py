@@ -174,6 +174,19 @@ def test_member_export_is_that_model_alone(runs, predictors, tmp_path):
     ensemble.member(3)
 
 
+@pytest.mark.parametrize('meta', [
+    {'exporter': 'mnist_flax.export'},
+    {'exporter': 'mnist_flax.export', 'format': 'onnx', 'class_names': 5},
+    {'exporter': 'someone else', 'format': 'onnx', 'class_names': ['0']},
+])
+def test_a_sidecar_json_without_what_readers_need_is_refused(tmp_path, meta):
+  out = tmp_path / 'model.onnx'
+  out.write_bytes(b'model')
+  (tmp_path / 'model.onnx.json').write_text(json.dumps(meta))
+  with pytest.raises(export_lib.ExportError, match='model.onnx.json: '):
+    export_lib.read_metadata(str(out))
+
+
 def test_member_of_a_single_run_is_refused(predictors):
   with pytest.raises(UserError, match='one model'):
     predictors['single'].member(0)
