@@ -24,9 +24,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = """
 import sys
 from mnist_flax import config as config_lib, data
+from mnist_flax.errors import UserError
 cfg = config_lib.Config(dataset={dataset!r}, data_dir={data_dir!r},
                         manual_dir={manual_dir!r})
-ds = data.load(cfg)
+try:
+  ds = data.load(cfg)
+except UserError as e:
+  sys.exit(f'error: {{e}}')
 print(len(ds.train_labels), len(ds.test_labels),
       'tensorflow' in sys.modules)
 """

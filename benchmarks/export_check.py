@@ -14,6 +14,7 @@ gets all the cores).
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -25,6 +26,8 @@ import numpy as np
 from mnist_flax import data
 from mnist_flax import export as export_lib
 from mnist_flax import exported
+from mnist_flax import flagging
+from mnist_flax.errors import UserError
 from mnist_flax.predict import Predictor
 from throughput import cpu_description  # This folder's CPU report.
 
@@ -86,10 +89,19 @@ def check(predictor, test_images, test_labels, fmt, out_dir, reference):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  ds = data.load_idx_folder(_MANUAL_DIR.value)
+  known = [*export_lib.FORMATS, 'litert_int8']
+  unknown = [f for f in _FORMATS.value if f not in known]
+  try:
+    if unknown:
+      raise UserError(f'--formats: unknown {", ".join(unknown)}; choose from '
+                      + ', '.join(known))
+    ds = data.load_idx_folder(_MANUAL_DIR.value)
+    run = Predictor.from_workdir(_WORKDIR.value, _CHECKPOINT.value)
+    predictor = run if _MEMBER.value is None else run.member(_MEMBER.value)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
   images, labels = ds.test_images[..., 0], ds.test_labels
-  run = Predictor.from_workdir(_WORKDIR.value, _CHECKPOINT.value)
-  predictor = run if _MEMBER.value is None else run.member(_MEMBER.value)
   reference = predictor.predict_proba(images)
   base_accuracy = float((reference.argmax(-1) == labels).mean())
   cpu = cpu_description()
@@ -123,4 +135,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=flagging.parse_flags_or_exit)
