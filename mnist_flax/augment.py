@@ -161,6 +161,9 @@ _OP = re.compile(r'^([a-z_]+)(?:\(([^()]*)\))?$')
 def parse(spec: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
   """'shift(3),rotate(15)' -> (('shift', (3.0,)), ('rotate', (15.0,)))."""
   ops = []
+  outside = re.sub(r'\([^()]*\)', '', spec)  # What is left of each op.
+  if '(' in outside or ')' in outside:
+    raise ConfigError(f'--augment={spec!r}: unbalanced parentheses')
   for part in re.split(r',(?![^()]*\))', spec.replace(' ', '')):
     m = _OP.match(part)
     name = m.group(1) if m else part

@@ -164,6 +164,9 @@ def test_unknown_ops_and_bad_parameters_are_refused_with_the_valid_list():
     Config(augment='shift(a)').validate()
   with pytest.raises(ConfigError, match='at most 1'):
     Config(augment='rotate(1,2)').validate()
+  for spec in ('affine(1,2', 'shift(1))', 'shift(1,noise(1)'):
+    with pytest.raises(ConfigError, match='unbalanced parentheses'):
+      Config(augment=spec).validate()
   assert augment.parse('affine(2,10,0.1), noise(0.1)') == (
       ('affine', (2.0, 10.0, 0.1)), ('noise', (0.1,)))
 
