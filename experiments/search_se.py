@@ -16,7 +16,9 @@ from that study's runs.csv.
 
 Decided before the runs: squeeze-excitation is adopted if the mean validation
 accuracy is higher, it is lower on neither seed, and the noisy robustness set
-stays at or above 90%.
+stays at or above 90%. It scored 99.62% and 99.66% against the preset's
+99.72% and 99.74%, so the preset keeps the plain convs (BENCHMARKS.md has the
+table).
 """
 
 import search_elastic  # pylint: disable=g-bad-import-order
