@@ -108,6 +108,8 @@ def test_cli_classifies_good_files_and_names_each_bad_one(trained, tmp_path):
   assert 'blank' in errors[3] or 'no digit' in errors[3]
 
 
+# orbax leaves a read of the truncated file un-awaited when the restore fails.
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 def test_a_reader_names_an_unreadable_checkpoint_and_changes_nothing(
     trained, tmp_path):
   workdir, _ = trained
