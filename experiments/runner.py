@@ -36,7 +36,6 @@ one out, else on the test set.
 """
 
 import argparse
-import csv
 import dataclasses
 import importlib.util
 import json
@@ -44,7 +43,6 @@ import os
 import re
 import shlex
 import socket
-import statistics
 import sys
 import time
 
