@@ -206,12 +206,13 @@ class Config:
     for f in dataclasses.fields(self):
       choices = f.metadata.get('choices')
       value = getattr(self, f.name)
-      if not isinstance(value, f.type) or (
-          f.type is int and isinstance(value, bool)):
-        if not (f.type is float and type(value) is int):  # pylint: disable=unidiomatic-typecheck
-          kind = {int: 'an integer', float: 'a number', str: 'a string',
-                  bool: 'true or false'}[f.type]
-          raise ConfigError(f'--{f.name}={value!r} must be {kind}')
+      # bool is an int to isinstance; an int is a fine float.
+      allowed = (int, float) if f.type is float else f.type
+      if not isinstance(value, allowed) or (
+          f.type is not bool and isinstance(value, bool)):
+        kind = {int: 'an integer', float: 'a number', str: 'a string',
+                bool: 'true or false'}[f.type]
+        raise ConfigError(f'--{f.name}={value!r} must be {kind}')
       if f.type is float and not math.isfinite(value):
         raise ConfigError(f'--{f.name}={value!r} must be a finite number')
       if choices and value not in choices:

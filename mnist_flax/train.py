@@ -3,10 +3,9 @@
 A last partial batch is dropped: each epoch takes N // batch_size full batches
 of a fresh permutation, so every example is seen equally often in
 expectation (exactly when the batch size divides N, as the default 16 divides
-MNIST's 60,000). Evaluation covers every test
-example. The steps are in steps.py, the TrainState in state.py, evaluation in
-evaluation.py, the run directory's layout in workdir.py and what is written
-for people in report.py.
+MNIST's 60,000). Evaluation covers every test example. The steps are in
+steps.py, the TrainState in state.py, evaluation in evaluation.py, the run
+directory's layout in workdir.py and what is written for people in report.py.
 """
 
 import os
