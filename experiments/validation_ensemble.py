@@ -6,7 +6,9 @@ For runs trained with --validation_examples (the same split for all; the
 first run's config says which), prints each run's validation errors, the
 errors every run shares and any run makes, and the errors of the mean of the
 runs' softmaxes: where the members' errors are mostly the same images an
-ensemble cannot gain much. The test set is not touched.
+ensemble cannot gain much. The test set is not touched, unless --report_test
+asks for the same ensemble's test accuracy: for reporting a committee whose
+members were chosen on validation, once.
 """
 
 import argparse
@@ -46,12 +48,28 @@ def overlap(workdirs: list[str]) -> dict:
           'ensemble_errors': int((ensemble != labels).sum())}
 
 
+def test_accuracy(workdirs: list[str]) -> dict:
+  """Each run's test accuracy and that of the mean of their softmaxes."""
+  ds = data.load(workdir.read_config(workdirs[0]))
+  probs = [Predictor.from_workdir(w).predict_proba(ds.test_images)
+           for w in workdirs]
+  correct = lambda p: float(np.mean(p.argmax(-1) == ds.test_labels))
+  return {'examples': len(ds.test_labels),
+          'accuracy': [correct(p) for p in probs],
+          'ensemble_accuracy': correct(np.mean(probs, axis=0))}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('workdirs', nargs='+')
+  parser.add_argument(
+      '--report_test', action='store_true',
+      help='Also print the ensemble\'s test accuracy (choose the members on '
+      'validation first).')
   args = parser.parse_args()
   try:
     out = overlap(args.workdirs)
+    test = test_accuracy(args.workdirs) if args.report_test else None
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(e.exit_code)
@@ -62,6 +80,11 @@ def main():
         f"{out['any_errors']}")
   print(f"ensemble (mean softmax): {out['ensemble_errors']} errors "
         f"({100 * (1 - out['ensemble_errors'] / n):.2f}%) of {n}")
+
+  if test:
+    print(f"test: members {', '.join(f'{100 * a:.2f}' for a in test['accuracy'])}"
+          f"%; ensemble {100 * test['ensemble_accuracy']:.2f}% of "
+          f"{test['examples']}")
 
 
 if __name__ == '__main__':

@@ -40,3 +40,21 @@ def test_a_run_without_a_validation_split_is_refused(tmp_path):
                            str(tmp_path / 'run'))
   with pytest.raises(UserError, match='without --validation_examples'):
     validation_ensemble.overlap([str(tmp_path / 'run')])
+
+
+def test_report_test_scores_the_same_members_on_the_test_set(tmp_path):
+  folder = write_idx_folder(tmp_path / 'idx', n_train=160, n_test=40)
+  workdirs = []
+  for seed in (0, 1):
+    config = dataclasses.replace(tiny_config(folder, epochs=2),
+                                 validation_examples=40, seed=seed)
+    train.train_and_evaluate(config, str(tmp_path / f'seed{seed}'))
+    workdirs.append(str(tmp_path / f'seed{seed}'))
+  out = validation_ensemble.test_accuracy(workdirs)
+  assert out['examples'] == 40
+  for w, accuracy in zip(workdirs, out['accuracy']):
+    results = json.loads(open(f'{w}/results.json').read())
+    assert accuracy == pytest.approx(results['final_test_accuracy'])
+  # A run twice over is that run.
+  twice = validation_ensemble.test_accuracy([workdirs[1], workdirs[1]])
+  assert twice['ensemble_accuracy'] == out['accuracy'][1]
