@@ -42,6 +42,14 @@ after every part, so a run cut short still leaves the parts done.
                           it resumes from its checkpoints).
   time_to_99              benchmarks/time_to_99.py --seeds=3: the speedrun
                           preset, wall time and accuracy per seed.
+  search_literature       only when --only names it: the recipe search's
+                          round that costs hours a run on a CPU
+                          (experiments/search_literature.py), each
+                          variant's two seeds as one --num_models run;
+                          validation and robustness accuracies per seed (the
+                          runs' test column is left out of the JSON: the
+                          round decides on validation). Alone on a device:
+                          --only=search_literature --budget_s=560.
 
 --dry_run: the same parts with a few steps each (--epochs=1
 --train_examples=256 for the training parts, 1 seed for time to 99, one test,
@@ -55,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import datetime
 import importlib.util
 import json
@@ -144,6 +153,17 @@ def pytest_counts(stdout: str, *_) -> dict:
     return {'counts_so_far': {names[c]: marks.count(c) for c in set(marks)}}
   counts = {word: int(n) for n, word in re.findall(r'(\d+) (\w+)', lines[-1])}
   return {'counts': counts, 'summary': lines[-1].strip('= ')}
+
+
+def study_validation(stdout: str, stderr: str, part: dict) -> dict:
+  """The study's runs.csv without its test column, row by row."""
+  path = os.path.join(part['study'], 'runs.csv')
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    rows = list(csv.DictReader(f))
+  return {'runs': [{k: v for k, v in row.items() if 'test' not in k}
+                   for row in rows]}
 
 
 def seed_run(stdout: str, stderr: str, part: dict) -> dict:
@@ -281,6 +301,16 @@ def plan(args) -> list[dict]:
             '--seeds=1' if dry else '--seeds=3',
             f'--root={os.path.join(work, "speedrun")}',
             *[f'--extra_flag={f}' for f in extra], '--json']))
+  parts.append(dict(
+      name='search_literature', cap=540, floor=120, parse=study_validation,
+      fail=no_idx, opt_in=True,
+      study=os.path.join(work, 'search_literature'),
+      argv=[PY, 'experiments/runner.py', 'experiments/search_literature.py',
+            f'--root={work}', f'--set=manual_dir={idx}',
+            '--set=verify_checksums=false', '--set=tensorboard=false',
+            '--pack_seeds']
+      + [f'--set={f[2:]}' for f in train_flags]
+      + (['--set=robustness_examples=0'] if dry else [])))
   if dry:  # Generous caps: a shared CPU; the steps are few anyway.
     for part in parts:
       part['cap'] = max(part['cap'], 300)
@@ -388,7 +418,8 @@ def main():
                       help='The whole run\'s time limit (default: 450 s, '
                       '1800 s with --dry_run).')
   parser.add_argument('--only', default='',
-                      help='Comma list of parts to run (default: all).')
+                      help='Comma list of parts to run (default: all but '
+                      'search_literature).')
   parser.add_argument('--env_probe', action='store_true',
                       help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -417,6 +448,8 @@ def main():
       parser.error(f'--only: unknown parts {sorted(unknown)}; choose from '
                    + ', '.join(p['name'] for p in parts))
     parts = [p for p in parts if p['name'] in names]
+  else:
+    parts = [p for p in parts if not p.get('opt_in')]
 
   for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
     signal.signal(sig, on_signal)

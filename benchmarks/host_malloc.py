@@ -34,11 +34,12 @@ CONFIGS = {
 def _child(name: str, keep: bool, images: int):
   import throughput  # pylint: disable=g-import-not-at-top
   from mnist_flax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from mnist_flax import presets  # pylint: disable=g-import-not-at-top
   from mnist_flax import hostmem  # pylint: disable=g-import-not-at-top
   if keep:
     assert hostmem.keep_freed_memory()
   preset, overrides = CONFIGS[name]
-  config = config_lib.Config(**{**config_lib.preset(preset), **overrides})
+  config = config_lib.Config(**{**presets.preset(preset), **overrides})
   steps = max(10, images // config.batch_size)
   print(json.dumps(throughput.measure_train_step(config, steps, warmup=5)))
 

@@ -3,7 +3,7 @@
     python experiments/runner.py experiments/best.py --root=runs/studies \
         '--set=manual_dir=../shared/data/{dataset}'
 
-The recipe is config.PRESETS['best'], its settings chosen on MNIST's
+The recipe is presets.PRESETS['best'], its settings chosen on MNIST's
 validation split only (experiments/search.py, search_capacity.py,
 search_capacity_full.py, search_elastic.py); Fashion-MNIST, trained with the
 same flags, shows whether it generalises. Each run trains on all 60,000
@@ -30,7 +30,7 @@ import os
 import statistics
 
 import summary as summary_lib  # pylint: disable=g-bad-import-order
-from mnist_flax import config as config_lib
+from mnist_flax import presets
 
 SEEDS = [0, 1, 2]
 SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
@@ -112,7 +112,7 @@ def _table(summary: dict) -> list[str]:
 def report(rows, out_dir):
   """best.json and best.md for the finished seeds of each dataset."""
   del rows
-  summary = {'recipe': config_lib.PRESETS['best'], 'protocol': PROTOCOL}
+  summary = {'recipe': presets.PRESETS['best'], 'protocol': PROTOCOL}
   for name in DATASETS:
     workdirs = [os.path.join(out_dir, name, f'seed{s}') for s in SEEDS]
     done = [(s, w) for s, w in zip(SEEDS, workdirs)
@@ -146,7 +146,7 @@ def report(rows, out_dir):
 
 STUDY = {
     'name': 'best',
-    'base': config_lib.PRESETS['best'],
+    'base': presets.PRESETS['best'],
     'variants': {name: {'dataset': name} for name in DATASETS},
     'seeds': SEEDS,
     'report': report,

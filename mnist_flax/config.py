@@ -61,12 +61,12 @@ class Config:
       'max-pool between blocks (blocks; --depth, --padding and '
       '--conv_activation do not apply); or a small one for fast CPU runs '
       '(space_to_depth; it takes --width, --dropout, --conv_impl and '
-      '--dtype).')
+      '--dtype); or Matuzas77/MNIST-0.17\'s network (se_blocks, see '
+      'models.SEBlocksCNN and --preset=literature).')
   blocks: str = _field(
       '64,64|128,128|256', 'With --arch=blocks: the conv widths of each '
       'block, blocks separated by |, a 2x2 max-pool between blocks (before '
-      '--width). Matuzas77/MNIST-0.17\'s network: 128,128,128|128,128,128|'
-      '128,128,128 with --squeeze_excite=8 --head=maxavg --batchnorm=conv.')
+      '--width); with --arch=se_blocks, the same widths.')
   conv_activation: str = _field(
       'all', 'ReLU after every conv (all) or only after the first, as the '
       'study lists it (first).', ('all', 'first'))
@@ -84,8 +84,9 @@ class Config:
       'global-pool it first: average (gap), or max and average side by side '
       '(maxavg).', ('flatten', 'gap', 'maxavg'))
   squeeze_excite: int = _field(
-      0, 'Squeeze-excitation after every conv, with this channel reduction '
-      'in its gate (e.g. 8). 0: none.')
+      0, 'Squeeze-excitation after every conv (after every block with '
+      '--arch=se_blocks), with this channel reduction in its gate (e.g. 8). '
+      '0: none.')
   conv_impl: str = _field(
       'auto', 'How convs are computed (same parameters and sums): '
       'lax.conv_general_dilated (lax) or one GEMM over 3x3 patches '
@@ -336,50 +337,6 @@ class Config:
     if unknown:
       raise ConfigError(f'unknown config keys: {", ".join(unknown)}')
     return cls(**d)
-
-
-# Named recipes: `--preset=NAME` starts from these values; flags given on the
-# command line still override them.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The study's recipe: the Config defaults.
-    'seed': {},
-    # The fastest recipe to 99% test accuracy measured on CPU
-    # (benchmarks/time_to_99.py; figures in BENCHMARKS.md), in the spirit of
-    # the GPU record (tuomaso/train_mnist_fast): a 54k-parameter network
-    # (space-to-depth, two convs), Adam with betas (0.7, 0.9) and a one-cycle
-    # rate, batch 256, 2 epochs, one test evaluation at the end; each epoch in
-    # two lax.scan calls of 117 steps (im2col convs run as fast in a scan). No
-    # TensorBoard files (TensorFlow's import costs seconds) and no plots
-    # (results.json has the numbers).
-    'speedrun': dict(arch='space_to_depth', dropout=0.0, batch_size=256,
-                     optimizer='adam', learning_rate=0.01, adam_b1=0.7,
-                     adam_b2=0.9, schedule='one-cycle', epochs=2,
-                     loop='scan', scan_steps=117, eval_every=2,
-                     robustness_examples=0, tensorboard=False, plots=False),
-    # The most accurate recipe measured here (experiments/best.py), its
-    # settings chosen on MNIST's validation split (experiments/search.py,
-    # search_capacity_full.py, search_elastic.py): the full-width 4-conv seed
-    # network (1.19M parameters) with BN after every conv, Nesterov with a
-    # one-cycle schedule and weight decay, 15 epochs on on-device affine
-    # augmentation with zoom and shear (shift 2 px, rotate 12 deg, scale 20%,
-    # shear 10 deg), a mild elastic distortion (alpha 36, sigma 6) and
-    # Gaussian noise (std 0.3) on a quarter of the images, which keeps the
-    # noisy robustness set above 99%; the last epoch on clean images.
-    # BENCHMARKS.md has its accuracy and time.
-    'best': dict(width=1.0, depth=4, batchnorm='conv', dropout=0.2,
-                 batch_size=128, optimizer='nesterov', learning_rate=0.1,
-                 schedule='one-cycle', weight_decay=5e-4,
-                 augment='affine(2,12,0.2,10),elastic(36,6),noise(0.3,0.25)',
-                 clean_epochs=1,
-                 epochs=15),
-}
-
-
-def preset(name: str) -> dict[str, Any]:
-  if name not in PRESETS:
-    raise ConfigError(f'--preset={name!r} is not valid; choose one of: '
-                      + ', '.join(PRESETS))
-  return PRESETS[name]
 
 
 # Fields that may differ between a run and its resumption without changing

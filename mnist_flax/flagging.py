@@ -5,7 +5,7 @@ import sys
 
 from absl import flags
 
-from mnist_flax import config as config_lib
+from mnist_flax import presets
 from mnist_flax.config import Config
 from mnist_flax.errors import ConfigError
 
@@ -17,7 +17,7 @@ def define_config_flags(flag_values=flags.FLAGS) -> None:
   """Defines one flag per Config field, with its default and help text."""
   flags.DEFINE_string(
       'preset', '', 'Start from a named recipe (' + ', '.join(
-          config_lib.PRESETS) + '); flags given as well override it.',
+          presets.PRESETS) + '); flags given as well override it.',
       flag_values=flag_values)
   for f in dataclasses.fields(Config):
     help_text = f.metadata['help']
@@ -32,7 +32,7 @@ def config_from_flags(flag_values=flags.FLAGS) -> Config:
   if flag_values['preset'].value:
     given = {n for n in values if flag_values[n].present}
     values.update({k: v for k, v in
-                   config_lib.preset(flag_values['preset'].value).items()
+                   presets.preset(flag_values['preset'].value).items()
                    if k not in given})
   try:
     return Config(**values).validate()

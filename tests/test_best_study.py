@@ -40,7 +40,7 @@ def test_the_study_writes_best_json_for_both_datasets(tmp_path, idx_folder):
   out = tmp_path / 'best'
   summary = json.loads((out / 'best.json').read_text())
   assert set(summary) == {'recipe', 'protocol', 'mnist', 'fashion_mnist'}
-  assert summary['recipe'] == best.config_lib.PRESETS['best']
+  assert summary['recipe'] == best.presets.PRESETS['best']
   for name in best.DATASETS:
     entry = summary[name]
     assert set(entry) == KEYS

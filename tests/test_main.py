@@ -107,7 +107,7 @@ def _parse(*argv):
 
 
 @pytest.mark.parametrize('flag, message', [
-    ('--arch=resnet9000', "--arch='resnet9000' is not valid; choose one of: blocks, seed, space_to_depth"),
+    ('--arch=resnet9000', "--arch='resnet9000' is not valid; choose one of: blocks, se_blocks, seed, space_to_depth"),
     ('--padding=FULL', "--padding='FULL' is not valid; choose one of: VALID, SAME"),
     ('--epochs=0', '--epochs must be a positive integer'),
     ('--batch_size=-4', '--batch_size must be a positive integer'),

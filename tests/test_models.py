@@ -5,6 +5,7 @@ import pytest
 
 from mnist_flax import layers
 from mnist_flax import models
+from mnist_flax import presets
 from mnist_flax.config import Config
 
 
@@ -44,6 +45,7 @@ _slow = lambda overrides: pytest.param(overrides, marks=pytest.mark.slow)
     dict(dtype='bfloat16'),
     dict(squeeze_excite=4, head='maxavg'),
     dict(arch='blocks', batchnorm='conv', head='maxavg', squeeze_excite=4),
+    dict(arch='se_blocks', blocks='8,8|16|16', squeeze_excite=4),
 ])
 def test_variants_give_logits_of_the_right_shape(overrides):
   # A narrow network: the shapes do not depend on the width.
@@ -65,11 +67,31 @@ def test_blocks_flag_sets_each_blocks_conv_widths():
   assert 'conv6' not in params
   # Global max and average of the last block's 8 channels.
   assert params['dense1']['kernel'].shape == (2 * 8, 32)
-  # Matuzas77/MNIST-0.17's network, as the --blocks help gives it: 1.2M.
-  _, variables = _init(Config(
-      arch='blocks', batchnorm='conv', head='maxavg', squeeze_excite=8,
-      blocks='128,128,128|128,128,128|128,128,128'))
-  assert _count(variables['params']) == 1_239_514
+
+
+def test_literature_network_has_the_originals_layers_and_size():
+  model, variables = _init(Config(**presets.preset('literature')))
+  params = variables['params']
+  # Matuzas77/MNIST-0.17's Keras model: 1,188,748 trainable parameters.
+  assert _count(params) == 1_188_748
+  assert [params[f'conv{i}']['kernel'].shape for i in (1, 2, 9)] == [
+      (3, 3, 1, 128), (3, 3, 128, 128), (3, 3, 128, 128)]
+  assert 'conv10' not in params
+  # One BN and one gate of 128 // 32 units per block, none per conv.
+  assert sorted(variables['batch_stats']) == ['bn_block1', 'bn_block2',
+                                              'bn_block3']
+  assert params['se_block2']['Dense_0']['kernel'].shape == (128, 4)
+  # Max and average of 128 channels straight into Dense-10, no bias.
+  assert params['head'] == {'kernel': params['head']['kernel']}
+  assert params['head']['kernel'].shape == (256, 10)
+  # Blocks 1 and 2 at 28x28, block 3 at 14x14: the first pool comes after
+  # block 2.
+  _, state = model.apply(variables, jnp.ones((1, 28, 28, 1)), train=False,
+                         capture_intermediates=True, mutable=['intermediates'])
+  shapes = {k: v['__call__'][0].shape for k, v in
+            state['intermediates'].items() if k.startswith('conv')}
+  assert shapes['conv6'] == (1, 28, 28, 128)
+  assert shapes['conv7'] == (1, 14, 14, 128)
 
 
 def test_blocks_network_pools_between_its_blocks():
@@ -188,6 +210,27 @@ def test_im2col_convs_compute_what_lax_convs_compute(overrides):
                                grads[0][name]['kernel'], rtol=1e-4,
                                atol=1e-5 * float(jnp.abs(
                                    grads[0][name]['kernel']).max()))
+
+
+@pytest.mark.parametrize('limit,mapped', [(100_000, 4), (300_000, 4)])
+def test_im2col_conv_past_its_patch_limit_goes_in_chunks(monkeypatch, limit,
+                                                         mapped):
+  """Above MAX_PATCH_BYTES the batch is convolved a chunk at a time (one
+  image, or two and a padded third), with the same sums."""
+  x = jax.random.uniform(jax.random.PRNGKey(1), (3, 28, 28, 1))
+  lax_model, variables = _init(Config(conv_impl='lax'))
+  im2col_model, _ = _init(Config(conv_impl='im2col'))
+  apply = lambda model: model.apply(variables, x, train=False)
+  maps = lambda: str(jax.make_jaxpr(
+      lambda x: im2col_model.apply(variables, x, train=False))(x)).count(
+          'scan[')
+  assert maps() == 0
+  # conv1's patches (26 x 26 x 9 floats an image) stay under either limit,
+  # the wider convs' (11 x 11 x 288 floats and more) do not.
+  monkeypatch.setattr(layers, 'MAX_PATCH_BYTES', limit)
+  assert maps() == mapped
+  np.testing.assert_allclose(apply(im2col_model), apply(lax_model),
+                             atol=1e-5)
 
 
 def test_max_pool_2x2_matches_nn_max_pool():
