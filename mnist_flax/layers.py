@@ -7,7 +7,7 @@ backward: see BENCHMARKS.md); in bfloat16 its GEMMs are `bf16_matmul`, which
 XLA:CPU runs on AMX and AVX512-BF16 units. Both hold the same parameters, so
 checkpoints move freely between them.
 
-max_pool_2x2 and squeeze-excitation (Hu et al. 2018) are here too.
+max_pool_2x2, avg_pool_2x2 and squeeze-excitation (Hu et al. 2018) are here too.
 Initialisers follow Keras (Glorot-uniform kernels, zero biases), the framework
 the study used.
 """
@@ -183,6 +183,17 @@ def max_pool_2x2(x):
   exact zeros after ReLU, in practice) share the gradient, which the ReLU
   then zeroes, so training is unchanged.
   """
+  return _2x2_windows(x).max(axis=(2, 4))
+
+
+def avg_pool_2x2(x):
+  """2x2/2 average pool as reshape-and-mean: nn.avg_pool's values, without
+  the reduce_window that the ONNX export cannot convert."""
+  return _2x2_windows(x).mean(axis=(2, 4))
+
+
+def _2x2_windows(x):
+  """[B, H, W, C] -> [B, H/2, 2, W/2, 2, C], an odd last row or column cut."""
   b, h, w, c = x.shape
   x = x[:, :h // 2 * 2, :w // 2 * 2]
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return x.reshape(b, h // 2, 2, w // 2, 2, c)

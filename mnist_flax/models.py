@@ -55,6 +55,7 @@ import jax.numpy as jnp
 
 from mnist_flax.layers import KERNEL_INIT
 from mnist_flax.layers import SqueezeExcite
+from mnist_flax.layers import avg_pool_2x2
 from mnist_flax.layers import conv3x3
 from mnist_flax.layers import max_pool_2x2
 
@@ -247,7 +248,7 @@ class SEBlocksCNN(nn.Module):
         x = SqueezeExcite(self.squeeze_excite, self.dtype,
                           name=f'se_block{b}')(x)
       if b > 1:
-        x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        x = avg_pool_2x2(x)
     x = jnp.concatenate([x.max(axis=(1, 2)), x.mean(axis=(1, 2))], axis=-1)
     x = nn.Dense(self.num_classes, use_bias=False, kernel_init=KERNEL_INIT,
                  dtype=self.dtype, name=HEAD)(x)

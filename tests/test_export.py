@@ -132,6 +132,21 @@ def test_fp32_export_matches_predictor(predictors, exports, kind, fmt):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('arch, flags', [
+    ('blocks', dict(blocks='4,4|8', head='maxavg', squeeze_excite=2)),
+    ('se_blocks', dict(blocks='4,4|8|8', squeeze_excite=2)),
+    ('space_to_depth', {})])
+@pytest.mark.parametrize('fmt', FP32_FORMATS)
+def test_every_architecture_exports(runs, tmp_path, arch, flags, fmt):
+  run = _tiny_run(tmp_path / 'run', runs.folder, arch=arch, **flags)
+  out = str(tmp_path / f'model{export_lib.FORMATS[fmt]}')
+  predictor = Predictor.from_workdir(run)
+  export_lib.export(run, fmt, out, predictor=predictor)
+  images, _ = synthetic_digits(9, seed=2)
+  assert _max_diff(out, predictor, images) <= FP32_ATOL
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize('fmt', FP32_FORMATS)
 def test_a_bfloat16_run_exports_in_float32(runs, tmp_path, fmt):
   """Trained with --dtype=bfloat16: the file computes in float32, as the

@@ -233,11 +233,14 @@ def test_im2col_conv_past_its_patch_limit_goes_in_chunks(monkeypatch, limit,
                              atol=1e-5)
 
 
-def test_max_pool_2x2_matches_nn_max_pool():
+def test_2x2_pools_match_nn_pools():
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 13, 12, 3))
   np.testing.assert_array_equal(layers.max_pool_2x2(x),
                                 nn.max_pool(x, (2, 2), strides=(2, 2)))
+  np.testing.assert_allclose(layers.avg_pool_2x2(x),
+                             nn.avg_pool(x, (2, 2), strides=(2, 2)),
+                             rtol=1e-6, atol=1e-7)
 
 
 def test_auto_conv_impl_is_im2col_on_cpu_only():
