@@ -16,6 +16,7 @@ import json
 import math
 import os
 import statistics
+import sys
 
 
 def ci95(values: list[float]) -> float:
@@ -109,7 +110,10 @@ def write(study: dict, out: str, found: dict[str, list[tuple[int, dict]]],
     writer.writeheader()
     writer.writerows(per_run)
   _write_table(study, out, rows, split, robust_sets, base)
-  _plot(study, out, rows, split)
+  try:
+    _plot(study, out, rows, split)
+  except ImportError as e:  # A bare accelerator host without matplotlib.
+    print(f'no summary.png: {e}', file=sys.stderr)
   if 'report' in study:
     study['report'](rows, out)
   return rows

@@ -77,3 +77,14 @@ def test_a_study_is_tabulated_again_from_its_runs_csv(tmp_path):
   assert before == {name: (tmp_path / name).read_text() for name in before}
   with pytest.raises(FileNotFoundError):
     summary.read_runs_csv(str(tmp_path / 'none'), STUDY['variants'])
+
+
+def test_without_matplotlib_the_tables_are_written_and_no_plot(
+    tmp_path, monkeypatch, capsys):
+  monkeypatch.setitem(sys.modules, 'matplotlib', None)  # import fails
+  found = {'a': [(0, _res(0.990))], 'b': [(0, _res(0.980))], 'single': []}
+  summary.write(STUDY, str(tmp_path), found, {})
+  assert (tmp_path / 'summary.md').exists()
+  assert (tmp_path / 'runs.csv').exists()
+  assert not (tmp_path / 'summary.png').exists()
+  assert 'no summary.png' in capsys.readouterr().err

@@ -14,14 +14,22 @@ sys.path.insert(0, str(REPO / 'experiments'))
 import validation_ensemble  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def test_counts_agree_with_each_runs_validation_accuracy(tmp_path):
-  folder = write_idx_folder(tmp_path / 'idx', n_train=160, n_test=40)
+@pytest.fixture(scope='module')
+def two_runs(tmp_path_factory):
+  """Two seeds of a tiny run holding out 40 validation images."""
+  root = tmp_path_factory.mktemp('runs')
+  folder = write_idx_folder(root / 'idx', n_train=160, n_test=40)
   workdirs = []
   for seed in (0, 1):
     config = dataclasses.replace(tiny_config(folder, epochs=2),
                                  validation_examples=40, seed=seed)
-    train.train_and_evaluate(config, str(tmp_path / f'seed{seed}'))
-    workdirs.append(str(tmp_path / f'seed{seed}'))
+    train.train_and_evaluate(config, str(root / f'seed{seed}'))
+    workdirs.append(str(root / f'seed{seed}'))
+  return workdirs
+
+
+def test_counts_agree_with_each_runs_validation_accuracy(two_runs):
+  workdirs = two_runs
   out = validation_ensemble.overlap(workdirs)
   assert out['examples'] == 40
   for w, errors in zip(workdirs, out['errors']):
@@ -42,14 +50,8 @@ def test_a_run_without_a_validation_split_is_refused(tmp_path):
     validation_ensemble.overlap([str(tmp_path / 'run')])
 
 
-def test_report_test_scores_the_same_members_on_the_test_set(tmp_path):
-  folder = write_idx_folder(tmp_path / 'idx', n_train=160, n_test=40)
-  workdirs = []
-  for seed in (0, 1):
-    config = dataclasses.replace(tiny_config(folder, epochs=2),
-                                 validation_examples=40, seed=seed)
-    train.train_and_evaluate(config, str(tmp_path / f'seed{seed}'))
-    workdirs.append(str(tmp_path / f'seed{seed}'))
+def test_report_test_scores_the_same_members_on_the_test_set(two_runs):
+  workdirs = two_runs
   out = validation_ensemble.test_accuracy(workdirs)
   assert out['examples'] == 40
   for w, accuracy in zip(workdirs, out['accuracy']):
