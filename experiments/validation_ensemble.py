@@ -80,11 +80,10 @@ def main():
         f"{out['any_errors']}")
   print(f"ensemble (mean softmax): {out['ensemble_errors']} errors "
         f"({100 * (1 - out['ensemble_errors'] / n):.2f}%) of {n}")
-
   if test:
-    print(f"test: members {', '.join(f'{100 * a:.2f}' for a in test['accuracy'])}"
-          f"%; ensemble {100 * test['ensemble_accuracy']:.2f}% of "
-          f"{test['examples']}")
+    members = ', '.join(f'{100 * a:.2f}' for a in test['accuracy'])
+    print(f"test: members {members}%; ensemble "
+          f"{100 * test['ensemble_accuracy']:.2f}% of {test['examples']}")
 
 
 if __name__ == '__main__':
