@@ -192,6 +192,11 @@ def avg_pool_2x2(x):
   return _2x2_windows(x).mean(axis=(2, 4))
 
 
+def global_max_avg_pool(x):
+  """[B, H, W, C] -> [B, 2C]: each channel's max and mean side by side."""
+  return jnp.concatenate([x.max(axis=(1, 2)), x.mean(axis=(1, 2))], axis=-1)
+
+
 def _2x2_windows(x):
   """[B, H, W, C] -> [B, H/2, 2, W/2, 2, C], an odd last row or column cut."""
   b, h, w, c = x.shape

@@ -57,6 +57,7 @@ from mnist_flax.layers import KERNEL_INIT
 from mnist_flax.layers import SqueezeExcite
 from mnist_flax.layers import avg_pool_2x2
 from mnist_flax.layers import conv3x3
+from mnist_flax.layers import global_max_avg_pool
 from mnist_flax.layers import max_pool_2x2
 
 HEAD = 'head'  # The classifier layer's name in every model.
@@ -115,7 +116,7 @@ def _classifier(x, *, train: bool, head: str, dense_features: int,
   if head == 'gap':
     x = x.mean(axis=(1, 2))
   elif head == 'maxavg':
-    x = jnp.concatenate([x.max(axis=(1, 2)), x.mean(axis=(1, 2))], axis=-1)
+    x = global_max_avg_pool(x)
   x = x.reshape((x.shape[0], -1))
   x = nn.Dense(dense_features, kernel_init=KERNEL_INIT, dtype=dtype,
                name='dense1')(x)
@@ -249,7 +250,7 @@ class SEBlocksCNN(nn.Module):
                           name=f'se_block{b}')(x)
       if b > 1:
         x = avg_pool_2x2(x)
-    x = jnp.concatenate([x.max(axis=(1, 2)), x.mean(axis=(1, 2))], axis=-1)
+    x = global_max_avg_pool(x)
     x = nn.Dense(self.num_classes, use_bias=False, kernel_init=KERNEL_INIT,
                  dtype=self.dtype, name=HEAD)(x)
     return x.astype(jnp.float32)
