@@ -40,7 +40,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Matuzas77/MNIST-0.17's recipe, the literature's best final-epoch single
     # network (models.SEBlocksCNN); the rate cut 10x at 50% and 75% of the run,
     # Keras's augmentation plus the preset's noise. About 10 hours a run on a
-    # 2-core CPU: sized for an accelerator (experiments/search_literature.py).
+    # 2-core CPU in float32 (5 with --dtype=bfloat16 on AMX, its accuracy
+    # unmeasured): sized for an accelerator (experiments/search_literature.py).
     'literature': dict(
         arch='se_blocks', blocks='128,128,128|128,128,128|128,128,128',
         squeeze_excite=32, batch_size=32, optimizer='adam', learning_rate=1e-3,

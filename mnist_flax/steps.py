@@ -116,14 +116,17 @@ class StepOptions(NamedTuple):
                compiler_options(config.dtype))
 
 
-# XLA:CPU runs the bf16 x bf16 -> f32 dots of layers.bf16_matmul on YNNPACK's
-# AVX512-BF16 and AMX kernels; handing YNNPACK the elementwise ops as well
-# saves the bf16 <-> f32 round trips between its dots and XLA's own loops.
-# Measured faster for bfloat16 steps only (slower in float32): BENCHMARKS.md,
-# "bfloat16".
+# XLA:CPU runs the bf16 x bf16 -> f32 dots of layers.bf16_im2col_conv on
+# YNNPACK's AVX512-BF16 and AMX kernels; handing YNNPACK the elementwise ops
+# as well saves the bf16 <-> f32 round trips between its dots and XLA's own
+# loops. The option replaces XLA's default list, which has the reductions:
+# without them a float32 reduction (a bias gradient, BN's statistics) runs
+# about 25x slower. Measured faster for bfloat16 steps only (slower in
+# float32): BENCHMARKS.md, "bfloat16".
 _CPU_BFLOAT16_OPTIONS = (('xla_cpu_experimental_ynn_fusion_type',
                           'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
-                          'LIBRARY_FUSION_TYPE_ELTWISE'),)
+                          'LIBRARY_FUSION_TYPE_ELTWISE,'
+                          'LIBRARY_FUSION_TYPE_REDUCE'),)
 
 
 def compiler_options(dtype: str) -> tuple[tuple[str, str], ...]:
