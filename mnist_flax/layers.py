@@ -149,9 +149,9 @@ class Im2colConv(nn.Module):
 
   Same parameters and the same sums as nn.Conv. Its backward pass is a GEMM
   for the kernel, a GEMM for the patches and pad-and-add for the input (in
-  bfloat16, `bf16_im2col_conv`'s GEMMs), which XLA:CPU runs at GEMM speed;
-  lax.conv's backward convolutions are slower there, and much slower inside
-  a loop body.
+  bfloat16, `bf16_im2col_conv`'s form of it), which XLA:CPU runs at GEMM
+  speed; lax.conv's backward convolutions are slower there, and much slower
+  inside a loop body.
 
   `activation`, if given, is applied to the float32 sums before the cast to
   dtype: the same values as applying it after the conv (ReLU commutes with
